@@ -1,0 +1,24 @@
+// Package kvapi serves etcd's v3 gRPC API (KV, Maintenance, Cluster, and in later
+// stages Lease, Watch, Lock and Election) on top of the replicated MVCC store.
+//
+// Each RPC is a thin adapter: validate the request statically, then either
+//   - turn it into an [etcdserverpb.InternalRaftRequest] and hand it to a [Replicator]
+//     (writes, compactions), waiting for the result of applying it on this member, or
+//   - pass a linearizability barrier ([Replicator.ReadIndex]) and read the local store
+//     (linearizable reads; serializable reads skip the barrier).
+//
+// [StateMachine] is the other half: the replicated log calls its Apply method with
+// every committed request, in log order, on every member. It decodes the request and
+// applies it to the [mvcc.Store]; the value it returns reaches the waiting RPC on the
+// member that proposed it.
+//
+// Errors are mapped to etcd's rpctypes gRPC errors here and only here, so etcd
+// clients see exactly etcd's codes and messages.
+//
+// Goroutines: RPC handlers run on gRPC's goroutines (watch and keepalive
+// streams each have their own send loop while open); Apply runs on the
+// replicator's apply goroutine; [Server.Run] runs the background work for the
+// life of the member: the lessor loop (lease expiry and checkpoints, active on
+// the leader only, with short-lived goroutines for the revokes it proposes,
+// waited for before Run returns) and the watch hub's progress notifications.
+package kvapi

@@ -1,0 +1,127 @@
+package kvapi
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshkv/meshkv/kvapi/mvcc"
+)
+
+// kvServer is etcd's KV service.
+type kvServer struct{ *Server }
+
+var _ pb.KVServer = kvServer{}
+
+func (s kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := mvcc.CheckRange(r); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	if !r.Serializable {
+		if err := s.readBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := s.store.Range(r)
+	if err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	s.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+func (s kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := mvcc.CheckPut(r); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := v.(*pb.PutResponse)
+	if !ok {
+		return nil, unexpected(v)
+	}
+	s.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+func (s kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := mvcc.CheckDeleteRange(r); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := v.(*pb.DeleteRangeResponse)
+	if !ok {
+		return nil, unexpected(v)
+	}
+	s.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// Txn replicates transactions that write. A read-only transaction is served
+// locally, after a linearizability barrier unless all its ranges are
+// serializable, as etcd serves it.
+func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := mvcc.CheckTxn(r, s.cfg.MaxTxnOps); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	if mvcc.TxnReadOnly(r) {
+		if !txnSerializable(r) {
+			if err := s.readBarrier(ctx); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := s.store.Txn(r)
+		if err != nil {
+			return nil, togRPCError(ctx, err)
+		}
+		s.fillHeader(&resp.Header)
+		return resp, nil
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := v.(*pb.TxnResponse)
+	if !ok {
+		return nil, unexpected(v)
+	}
+	s.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+func (s kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := v.(*pb.CompactionResponse)
+	if !ok {
+		return nil, unexpected(v)
+	}
+	s.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// txnSerializable reports whether every range of a read-only txn asks for a
+// serializable read.
+func txnSerializable(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if rr := op.GetRequestRange(); rr == nil || !rr.Serializable {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func unexpected(v any) error {
+	return status.Errorf(codes.Internal, "etcdserver: unexpected apply result %T", v)
+}

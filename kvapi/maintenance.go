@@ -1,0 +1,83 @@
+package kvapi
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// maintenanceServer is etcd's Maintenance service, as far as an in-memory
+// store has meaning for it.
+type maintenanceServer struct{ *Server }
+
+var _ pb.MaintenanceServer = maintenanceServer{}
+
+// Alarm reports no alarms: meshkv has no space quota and no corruption alarms.
+// Activating or deactivating an alarm is refused.
+func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, status.Error(codes.Unimplemented, "meshkv: alarms cannot be set")
+	}
+	return &pb.AlarmResponse{Header: s.header(s.store.Rev())}, nil
+}
+
+func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	rs := s.cluster.RaftStatus()
+	size := s.store.Size()
+	return &pb.StatusResponse{
+		Header:           s.header(s.store.Rev()),
+		Version:          ServerVersion,
+		DbSize:           size,
+		DbSizeInUse:      size,
+		Leader:           rs.Leader,
+		RaftIndex:        rs.CommitIndex,
+		RaftTerm:         rs.Term,
+		RaftAppliedIndex: rs.AppliedIndex,
+		IsLearner:        rs.IsLearner,
+		StorageVersion:   StorageVersion,
+		Errors:           s.cluster.Errors(),
+	}, nil
+}
+
+// Defragment succeeds at once: an in-memory store has nothing to defragment.
+func (s maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return &pb.DefragmentResponse{Header: s.header(s.store.Rev())}, nil
+}
+
+// Hash is etcd's whole-store hash; meshkv answers it with the KV hash at the
+// current revision, which is what the consistency checks compare.
+func (s maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	rev := s.store.Rev()
+	h, _, err := s.store.Hash(rev)
+	if err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	return &pb.HashResponse{Header: s.header(rev), Hash: h}, nil
+}
+
+func (s maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	cur := s.store.Rev()
+	rev := r.Revision
+	if rev == 0 {
+		rev = cur
+	}
+	h, compactRev, err := s.store.Hash(rev)
+	if err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	return &pb.HashKVResponse{Header: s.header(cur), Hash: h, CompactRevision: compactRev, HashRevision: rev}, nil
+}
+
+func (s maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
+	return status.Error(codes.Unimplemented, "meshkv: the store is in memory; there is no database file to snapshot")
+}
+
+func (s maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "meshkv: move-leader is not supported yet")
+}
+
+func (s maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "meshkv: downgrade does not apply to an in-memory store")
+}

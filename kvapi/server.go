@@ -1,0 +1,270 @@
+package kvapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshkv/meshkv/kvapi/mvcc"
+)
+
+// Replicator is the replicated log as the RPC handlers see it.
+type Replicator interface {
+	// Propose replicates data and returns what StateMachine.Apply returned
+	// for it on this member.
+	Propose(ctx context.Context, data []byte) (any, error)
+	// ReadIndex returns once this member has applied everything committed
+	// before the call, as confirmed by a quorum.
+	ReadIndex(ctx context.Context) error
+}
+
+// RaftStatus is the part of the consensus state that Status reports.
+type RaftStatus struct {
+	Leader       uint64
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	IsLearner    bool
+}
+
+// Cluster tells the services who they are and who the other members are.
+type Cluster interface {
+	ClusterID() uint64
+	MemberID() uint64
+	RaftStatus() RaftStatus
+	Members() []*pb.Member
+	// Errors lists conditions an operator must see (Status.errors), such as
+	// another cluster of the same name on the mesh.
+	Errors() []string
+}
+
+// Default limits, as etcd's.
+const (
+	DefaultMaxRequestBytes = 1536 * 1024
+	DefaultMaxTxnOps       = 128
+	// GRPCOverheadBytes is added to the request limit for gRPC's own receive
+	// limit, so that a request slightly too large gets etcd's
+	// "request is too large" error rather than a transport error.
+	GRPCOverheadBytes = 512 * 1024
+)
+
+// ServerVersion is the etcd server version meshkv reports to clients. Clients
+// gate features on it, so it names the etcd release whose API meshkv serves.
+const ServerVersion = "3.6.0"
+
+// StorageVersion is reported in Status as etcd's storage version.
+const StorageVersion = "3.6.0"
+
+// Config configures the services. Zero values mean the defaults.
+type Config struct {
+	// MaxRequestBytes limits the encoded size of a write request
+	// (default DefaultMaxRequestBytes).
+	MaxRequestBytes int
+	// MaxTxnOps limits the operations in each list of a Txn (default DefaultMaxTxnOps).
+	MaxTxnOps int
+	// AutoCompaction bounds the history kept (default: none, as etcd).
+	AutoCompaction AutoCompaction
+	// Logger receives state changes and errors worth a look (nil = discard).
+	Logger *slog.Logger
+}
+
+// Validate reports a configuration that cannot work. It changes nothing.
+func (c Config) Validate() error {
+	if c.MaxRequestBytes < 0 {
+		return fmt.Errorf("kvapi: negative MaxRequestBytes %d", c.MaxRequestBytes)
+	}
+	if c.MaxTxnOps < 0 {
+		return fmt.Errorf("kvapi: negative MaxTxnOps %d", c.MaxTxnOps)
+	}
+	return c.AutoCompaction.Validate()
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Server implements etcd's gRPC services over a store and a replicator.
+type Server struct {
+	cfg     Config
+	store   *mvcc.Store
+	rep     Replicator
+	cluster Cluster
+	watch   *watchHub        // feeds watch streams from the apply path
+	lessor  *lessor          // lease deadlines and expiry
+	client  *clientv3.Client // this member's own client, for Lock and Election
+}
+
+// NewServer returns the services. store must be the store that the state
+// machine fed by rep applies to.
+func NewServer(cfg Config, store *mvcc.Store, rep Replicator, cluster Cluster) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg.withDefaults(), store: store, rep: rep, cluster: cluster}
+	s.watch = newWatchHub(s)
+	s.lessor = newLessor(s)
+	return s, nil
+}
+
+// UseClient gives the services a client connected to this member; the Lock
+// and Election services are built on it (as etcd builds them on its own
+// client). Call it before serving.
+func (s *Server) UseClient(c *clientv3.Client) { s.client = c }
+
+// Run runs the services' background work until ctx ends: the watch hub, the
+// lessor (lease expiry and checkpoints, on the leader) and auto-compaction
+// (on the leader).
+func (s *Server) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watch.run(ctx) })
+	wg.Go(func() { s.lessor.run(ctx) })
+	wg.Go(func() { s.runCompactor(ctx) })
+	wg.Wait()
+}
+
+// Register adds the services to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	pb.RegisterKVServer(g, kvServer{s})
+	pb.RegisterMaintenanceServer(g, maintenanceServer{s})
+	pb.RegisterClusterServer(g, clusterServer{s})
+	s.registerWatch(g)
+	s.registerLease(g)
+	s.registerLockElection(g)
+}
+
+// ServerOptions returns the gRPC server options the services need (message
+// size limits matching MaxRequestBytes, as etcd sets them).
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + GRPCOverheadBytes),
+		grpc.MaxSendMsgSize(1<<31 - 1),
+	}
+}
+
+// header returns a response header for revision rev.
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: s.cluster.ClusterID(),
+		MemberId:  s.cluster.MemberID(),
+		Revision:  rev,
+		RaftTerm:  s.cluster.RaftStatus().Term,
+	}
+}
+
+// fillHeader completes a header the store set (it sets only the revision).
+func (s *Server) fillHeader(h **pb.ResponseHeader) {
+	rev := int64(0)
+	if *h != nil {
+		rev = (*h).Revision
+	}
+	*h = s.header(rev)
+}
+
+// propose replicates r and returns the applied response.
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	data, err := r.Marshal()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "etcdserver: encode request: %v", err)
+	}
+	if len(data) > s.cfg.MaxRequestBytes {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	v, err := s.rep.Propose(ctx, data)
+	if err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	res, ok := v.(*result)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "etcdserver: unexpected apply result %T", v)
+	}
+	if res.err != nil {
+		return nil, togRPCError(ctx, res.err)
+	}
+	return res.resp, nil
+}
+
+// readBarrier waits until a linearizable read may be served locally.
+func (s *Server) readBarrier(ctx context.Context) error {
+	if err := s.rep.ReadIndex(ctx); err != nil {
+		return togRPCError(ctx, err)
+	}
+	return nil
+}
+
+// storeErrors maps the store's sentinel errors to etcd's gRPC errors.
+var storeErrors = []struct {
+	err  error
+	grpc error
+}{
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{mvcc.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{mvcc.ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
+	{mvcc.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+}
+
+// Errors a Replicator returns (or wraps) so that clients get etcd's error for
+// the condition.
+var (
+	ErrNoLeader      = errors.New("no leader")
+	ErrTimeout       = errors.New("request timed out")
+	ErrLeaderChanged = errors.New("leader changed")
+	ErrStopped       = errors.New("server stopped")
+)
+
+// togRPCError turns an error from the store or the replicator into etcd's
+// gRPC error.
+func togRPCError(ctx context.Context, err error) error {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return err
+	}
+	for _, m := range storeErrors {
+		if errors.Is(err, m.err) {
+			return m.grpc
+		}
+	}
+	switch {
+	case errors.Is(err, ErrNoLeader):
+		return rpctypes.ErrGRPCNoLeader
+	case errors.Is(err, ErrLeaderChanged):
+		return rpctypes.ErrGRPCLeaderChanged
+	case errors.Is(err, ErrStopped):
+		return rpctypes.ErrGRPCStopped
+	case errors.Is(err, ErrTimeout):
+		return rpctypes.ErrGRPCTimeout
+	case errors.Is(err, context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		if ctx.Err() != nil {
+			return rpctypes.ErrGRPCDeadlineExceeded
+		}
+		return rpctypes.ErrGRPCTimeout
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
