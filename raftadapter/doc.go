@@ -1,0 +1,95 @@
+// Package raftadapter turns a raft RawNode (go.etcd.io/raft/v3) into a
+// replicated log for a StateMachine: proposals with results, linearizable
+// read barriers, snapshots with log compaction, membership changes and
+// leadership transfer. It does no I/O of its own: raft messages leave through
+// a Transport and arrive through Node.Step, and raft state lives in a
+// raft.MemoryStorage (meshkv's state is in memory by design; a restarted
+// process joins as a new member with a new id).
+//
+// # Contract
+//
+//   - Propose returns the state machine's Apply result once the entry is
+//     applied on the node that was called, wherever the leader is (raft
+//     forwards proposals). Each payload travels in an envelope carrying the
+//     proposer's raft id, a per-node sequence number and the proposer's term;
+//     only the proposer's waiter is woken, and entries whose id nobody waits
+//     for are still applied.
+//   - A proposal is applied only if raft appended it in the term it was
+//     proposed in; all members skip it otherwise. Hence, once a member
+//     applies an entry of a later term, its older pending proposals can never
+//     be applied and fail at once with ErrLeaderChanged (safe to retry). A
+//     proposal raft drops up front fails with ErrNoLeader. Only a context
+//     deadline (ErrTimeout), a snapshot replacing the log (ErrOutcomeUnknown)
+//     or Close (ErrStopped) leave the outcome open. Success is reported only
+//     for an entry this node has applied. Replies are handed over after the
+//     loop has published its Status, so Status().AppliedIndex already covers
+//     an entry whose Propose returned.
+//   - A proposal lost in transit to a live leader (dropped message, no term
+//     change) cannot be told apart from a slow one; it ends with the
+//     caller's context (ErrTimeout).
+//   - ReadIndex returns nil only after a quorum confirmed the leader's commit
+//     index (raft's ReadOnlySafe) and this node applied up to it. Reads that
+//     arrive while a round is in flight share the next round. A member cut
+//     off from the quorum never succeeds; its calls end with their context.
+//   - PreVote and CheckQuorum are on: an isolated leader steps down after an
+//     election timeout and cannot disrupt the rest when it returns.
+//   - Membership changes are made by the leader only, one at a time, and
+//     return once applied on the leader. raft refuses a change while an
+//     earlier one may be unapplied (e.g. right after an election); the node
+//     then retries it as its applied index advances. A removed member learns
+//     of its removal only if it applies the change (a leader removing itself
+//     always does); otherwise Status().Removed stays false and it simply
+//     stops hearing from the cluster. A StateMachine that implements
+//     ConfChangeObserver sees every applied change with its context, so
+//     membership metadata can live in the replicated state; the raft
+//     ConfState travels in snapshot metadata.
+//   - After SnapshotCount applied entries the state machine is captured
+//     (StateMachine.Snapshot, on the raft loop), serialized on the snapshot
+//     writer goroutine, stored as raft's snapshot and the log compacted,
+//     keeping SnapshotCatchUpEntries entries. Followers further behind get
+//     the snapshot and call StateMachine.Restore.
+//   - Close hands leadership to the most caught-up voter that seems
+//     reachable (moving on to the next if the transport reports it
+//     unreachable), bounded by Config.CloseTimeout; afterwards every call
+//     returns ErrStopped.
+//
+// # Goroutines
+//
+//   - The raft loop (one per Node) owns the RawNode, the MemoryStorage, the
+//     applied index and membership, the waiters of pending proposals and
+//     membership changes, the read-index batches and pending transfers. It
+//     alone calls StateMachine.Apply, Snapshot and Restore and
+//     Transport.Send. It drives raft's clock with a time.Ticker (or
+//     Node.Tick when Config.DisableTicker is set). Callers reach it through
+//     buffered channels (proposals are drained in batches), and Step /
+//     ReportUnreachable / ReportSnapshot go through a bounded, non-blocking
+//     inbox, so no caller ever blocks the loop and the loop never waits for
+//     a caller: results go to per-call channels of capacity one.
+//   - The snapshot writer (one per Node) runs io.WriterTo.WriteTo for one
+//     state machine capture at a time and returns the bytes to the loop.
+//
+// Both are started by New and stopped and waited for by Close. Node does not
+// start a goroutine per message or per request.
+//
+// # Usage
+//
+//	n, err := raftadapter.New(raftadapter.Config{
+//		ID:    1,
+//		Peers: []uint64{1, 2, 3}, // empty when joining an existing cluster
+//	}, stateMachine, transport)
+//	if err != nil {
+//		return err
+//	}
+//	defer n.Close()
+//	// The transport delivers incoming messages with n.Step(m).
+//	res, err := n.Propose(ctx, payload) // res is what stateMachine.Apply returned
+//	if err := n.ReadIndex(ctx); err == nil {
+//		// read stateMachine locally: linearizable
+//	}
+//	_ = n.AddLearner(ctx, 4, []byte("http://10.0.0.4:2379"))
+//	_ = n.Promote(ctx, 4)
+//
+// Status reports leader, term, indexes, membership, the leader's view of
+// follower progress and counters; Changes wakes subscribers on leader,
+// term and membership changes.
+package raftadapter

@@ -1,0 +1,117 @@
+package raftadapter
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	buf := newEnvelopeBuf([]byte("payload"))
+	want := envelope{proposer: 0xdeadbeef, term: 7, seq: 42}
+	want.stamp(buf)
+	got, payload, ok := parseEnvelope(buf)
+	if !ok || got != want || !bytes.Equal(payload, []byte("payload")) {
+		t.Fatalf("parseEnvelope = %+v %q %v, want %+v payload", got, payload, ok, want)
+	}
+	empty := newEnvelopeBuf(nil)
+	want.stamp(empty)
+	if _, p, ok := parseEnvelope(empty); !ok || len(p) != 0 {
+		t.Fatalf("empty payload: ok %v payload %q", ok, p)
+	}
+	for name, data := range map[string][]byte{
+		"nil":         nil,
+		"short":       buf[:envelopeHeaderLen-1],
+		"bad version": append([]byte{9}, buf[1:]...),
+		"zero ids":    make([]byte, envelopeHeaderLen),
+	} {
+		if _, _, ok := parseEnvelope(data); ok {
+			t.Errorf("%s: parsed as an envelope", name)
+		}
+	}
+}
+
+func TestCheckInbound(t *testing.T) {
+	ok := raftpb.Message{Type: raftpb.MsgApp, To: 1, From: 2}
+	cases := map[string]struct {
+		m     raftpb.Message
+		valid bool
+	}{
+		"append":            {ok, true},
+		"wrong recipient":   {raftpb.Message{Type: raftpb.MsgApp, To: 3, From: 2}, false},
+		"no sender":         {raftpb.Message{Type: raftpb.MsgApp, To: 1}, false},
+		"from self":         {raftpb.Message{Type: raftpb.MsgApp, To: 1, From: 1}, false},
+		"local type":        {raftpb.Message{Type: raftpb.MsgHup, To: 1, From: 2}, false},
+		"empty proposal":    {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2}, false},
+		"proposal":          {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2, Entries: []raftpb.Entry{{Data: []byte("x")}}}, true},
+		"forwarded change":  {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2, Entries: []raftpb.Entry{{Type: raftpb.EntryConfChangeV2, Data: []byte("junk")}}}, false},
+		"read index no ctx": {raftpb.Message{Type: raftpb.MsgReadIndex, To: 1, From: 2}, false},
+		"read index":        {raftpb.Message{Type: raftpb.MsgReadIndex, To: 1, From: 2, Entries: []raftpb.Entry{{Data: []byte("c")}}}, true},
+		"snap without data": {raftpb.Message{Type: raftpb.MsgSnap, To: 1, From: 2}, false},
+		"snap":              {raftpb.Message{Type: raftpb.MsgSnap, To: 1, From: 2, Snapshot: &raftpb.Snapshot{}}, true},
+	}
+	for name, tc := range cases {
+		if err := checkInbound(1, tc.m); (err == nil) != tc.valid {
+			t.Errorf("%s: checkInbound = %v, want valid %v", name, err, tc.valid)
+		}
+	}
+}
+
+func TestValidateConfRequest(t *testing.T) {
+	cs := raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}
+	single := raftpb.ConfState{Voters: []uint64{1}}
+	cases := []struct {
+		name string
+		cs   raftpb.ConfState
+		typ  raftpb.ConfChangeType
+		id   uint64
+		want error
+	}{
+		{"add learner", cs, raftpb.ConfChangeAddLearnerNode, 4, nil},
+		{"add existing voter", cs, raftpb.ConfChangeAddLearnerNode, 1, ErrMemberExists},
+		{"add existing learner", cs, raftpb.ConfChangeAddLearnerNode, 3, ErrMemberExists},
+		{"add id 0", cs, raftpb.ConfChangeAddLearnerNode, 0, ErrInvalidConfChange},
+		{"promote learner", cs, raftpb.ConfChangeAddNode, 3, nil},
+		{"promote voter", cs, raftpb.ConfChangeAddNode, 2, errNoop},
+		{"promote stranger", cs, raftpb.ConfChangeAddNode, 9, ErrUnknownMember},
+		{"remove voter", cs, raftpb.ConfChangeRemoveNode, 2, nil},
+		{"remove learner", cs, raftpb.ConfChangeRemoveNode, 3, nil},
+		{"remove stranger", cs, raftpb.ConfChangeRemoveNode, 9, ErrUnknownMember},
+		{"remove last voter", single, raftpb.ConfChangeRemoveNode, 1, ErrInvalidConfChange},
+		{"update", cs, raftpb.ConfChangeUpdateNode, 1, ErrInvalidConfChange},
+	}
+	for _, tc := range cases {
+		err := validateConfRequest(tc.cs, tc.typ, tc.id)
+		if (tc.want == nil && err != nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestCheckCommittedConfChange(t *testing.T) {
+	single := raftpb.ConfState{Voters: []uint64{1}}
+	one := func(typ raftpb.ConfChangeType, id uint64) raftpb.ConfChangeV2 {
+		return raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: id}}}
+	}
+	cases := []struct {
+		name string
+		cc   raftpb.ConfChangeV2
+		ok   bool
+	}{
+		{"add", one(raftpb.ConfChangeAddLearnerNode, 2), true},
+		{"remove last voter", one(raftpb.ConfChangeRemoveNode, 1), false},
+		{"demote last voter", one(raftpb.ConfChangeAddLearnerNode, 1), false},
+		{"leave joint", raftpb.ConfChangeV2{}, false},
+		{"joint", raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{NodeID: 2}, {NodeID: 3}}}, false},
+		{"explicit transition", raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit,
+			Changes: []raftpb.ConfChangeSingle{{NodeID: 2}}}, false},
+		{"cancelled", cancelledConfChange(), true},
+	}
+	for _, tc := range cases {
+		if err := checkCommittedConfChange(single, tc.cc); (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

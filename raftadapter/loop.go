@@ -1,0 +1,865 @@
+package raftadapter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// loop is the state owned by the raft loop goroutine. Nothing else touches
+// it; other goroutines reach it through the Node's channels and inbox.
+type loop struct {
+	n       *Node
+	cfg     Config
+	id      uint64
+	log     *slog.Logger
+	rn      *raft.RawNode
+	storage *raft.MemoryStorage
+	sm      StateMachine
+	obs     ConfChangeObserver // sm, if it implements it
+	tr      Transport
+	c       *counters
+
+	// What this node knows about raft.
+	lead        uint64
+	state       raft.StateType
+	ticks       uint64
+	applied     uint64
+	appliedTerm uint64 // term of the entry at applied
+	confState   raftpb.ConfState
+	voters      []uint64 // sorted copies of confState, shared with published Status
+	learners    []uint64
+	memberVer   uint64 // bumped on every membership change
+	wasMember   bool
+	removed     bool
+	// campaignAlone: bootstrapped as the only voter; campaign once the
+	// bootstrap entry is applied (raft refuses while it is pending).
+	campaignAlone bool
+
+	waiters   map[uint64]*waiter // by sequence number; proposals and membership changes in raft
+	confQueue []*confRequest     // membership changes in call order; only the head is in raft
+	transfers []*transferRequest
+	reads     readQueue
+
+	snapJobc        chan snapJob    // capacity 1; at most one job outstanding
+	snapDonec       chan snapResult // capacity 1
+	snapshotting    bool
+	snapshotNow     bool   // take a snapshot at the next chance, whatever SnapshotCount says
+	snapIndex       uint64 // index of the snapshot in storage
+	lastSnapAttempt uint64
+
+	closing      bool
+	closeTarget  uint64
+	closeTried   map[uint64]bool
+	closeTimer   *time.Timer
+	closeExpired bool
+	fatal        error
+
+	// Reachability hints for picking a transfer target: the inbound message
+	// count when a member was last heard from, or last reported unreachable.
+	inCount   uint64
+	heard     map[uint64]uint64
+	unreached map[uint64]uint64
+
+	out outbox // replies held until Status has been published
+
+	propBuf   []proposal
+	tickAcks  []chan struct{}
+	ticked    bool // a tick happened since the last publish
+	lastPub   *Status
+	notifyKey changeKey
+}
+
+// changeKey holds what Changes subscribers are woken for.
+type changeKey struct {
+	lead, term, memberVer uint64
+	state                 raft.StateType
+	removed               bool
+}
+
+func newLoop(n *Node, rn *raft.RawNode, storage *raft.MemoryStorage, sm StateMachine, tr Transport) *loop {
+	l := &loop{
+		n:         n,
+		cfg:       n.cfg,
+		id:        n.id,
+		log:       n.cfg.Logger.With("raft_id", fmt.Sprintf("%x", n.id)),
+		rn:        rn,
+		storage:   storage,
+		sm:        sm,
+		tr:        tr,
+		c:         &n.counters,
+		waiters:   make(map[uint64]*waiter),
+		heard:     make(map[uint64]uint64),
+		unreached: make(map[uint64]uint64),
+		snapJobc:  make(chan snapJob, 1),
+		snapDonec: make(chan snapResult, 1),
+	}
+	l.obs, _ = sm.(ConfChangeObserver)
+	bs := rn.BasicStatus()
+	l.lead, l.state = bs.Lead, bs.RaftState
+	return l
+}
+
+// run is the raft loop. Each turn it takes one event (a tick, a batch of
+// proposals, the inbound queue, a request, a finished snapshot, Close), then
+// handles every Ready raft has, then publishes Status.
+func (l *loop) run() {
+	defer l.shutdown()
+	defer func() {
+		if r := recover(); r != nil {
+			l.fatal = fmt.Errorf("raftadapter: raft loop panicked: %v", r)
+			l.log.Error("raft loop failed", "err", l.fatal, "stack", string(debug.Stack()))
+		}
+	}()
+	var tickc <-chan time.Time
+	if !l.cfg.DisableTicker {
+		t := time.NewTicker(l.cfg.TickInterval)
+		defer t.Stop()
+		tickc = t.C
+	}
+	stopc := l.n.stopc
+	l.settle()
+	l.publish()
+	for !l.finished() {
+		var closeTimerC <-chan time.Time
+		if l.closeTimer != nil {
+			closeTimerC = l.closeTimer.C
+		}
+		l.n.busy.Store(false)
+		select {
+		case <-tickc:
+			l.n.busy.Store(true)
+			l.tick()
+		case ack := <-l.n.tickc:
+			l.n.busy.Store(true)
+			l.tick()
+			l.tickAcks = append(l.tickAcks, ack)
+		case p := <-l.n.propc:
+			l.n.busy.Store(true)
+			l.proposeBatch(p)
+		case <-l.n.in.notifyc:
+			l.n.busy.Store(true)
+			l.drainInbox()
+		case r := <-l.n.readc:
+			l.n.busy.Store(true)
+			l.addReads(r)
+		case c := <-l.n.confc:
+			l.n.busy.Store(true)
+			l.addConf(c)
+		case t := <-l.n.transferc:
+			l.n.busy.Store(true)
+			l.addTransfer(t)
+		case res := <-l.snapDonec:
+			l.n.busy.Store(true)
+			l.finishSnapshot(res)
+		case <-stopc:
+			l.n.busy.Store(true)
+			stopc = nil
+			l.beginClose()
+		case <-closeTimerC:
+			l.n.busy.Store(true)
+			l.closeExpired = true
+		}
+		l.gather()
+		l.settle()
+		l.handOverOnClose()
+		l.publish()
+		l.out.flush()
+		for _, ack := range l.tickAcks {
+			close(ack)
+		}
+		l.tickAcks = l.tickAcks[:0]
+	}
+}
+
+// gather takes whatever proposals and inbound messages are already waiting,
+// so that they share the coming Ready (one append, one round of messages).
+func (l *loop) gather() {
+	for range 4 {
+		select {
+		case p := <-l.n.propc:
+			l.proposeBatch(p)
+		case <-l.n.in.notifyc:
+			l.drainInbox()
+		default:
+			return
+		}
+	}
+}
+
+// finished reports whether the loop should exit.
+func (l *loop) finished() bool {
+	if l.fatal != nil {
+		return true
+	}
+	return l.closing && (l.state != raft.StateLeader || l.closeExpired || l.removed)
+}
+
+// settle handles Readys until raft has none, doing the follow-up work that
+// may step raft again (read rounds, membership changes, transfers).
+func (l *loop) settle() {
+	for l.fatal == nil {
+		l.processReady()
+		if l.fatal != nil {
+			return
+		}
+		l.afterReady()
+		if !l.housekeep() {
+			return
+		}
+	}
+}
+
+// processReady handles Readys until raft has no more work.
+func (l *loop) processReady() {
+	for l.fatal == nil && l.rn.HasReady() {
+		rd := l.rn.Ready()
+		l.handleReady(rd)
+		if l.fatal != nil {
+			return
+		}
+		l.rn.Advance(rd)
+		if l.campaignAlone && l.applied > 0 {
+			l.campaignAlone = false
+			if err := l.rn.Campaign(); err != nil {
+				l.log.Warn("lone voter could not campaign; it will after an election timeout", "err", err)
+			}
+		}
+	}
+}
+
+// handleReady carries out one Ready in the order raft requires:
+//
+//  1. persist: the snapshot, the entries and the HardState go into the
+//     MemoryStorage before any message of this Ready leaves;
+//  2. send: rd.Messages go to the Transport (which never blocks);
+//  3. apply: a received snapshot is restored into the state machine, then
+//     the committed entries are applied in log order (membership changes
+//     through RawNode.ApplyConfChange);
+//  4. the caller then calls Advance.
+//
+// Soft state (leader, role) and read states are bookkeeping along the way.
+func (l *loop) handleReady(rd raft.Ready) {
+	if rd.SoftState != nil {
+		l.softStateChanged(*rd.SoftState)
+	}
+
+	// 1. Persist.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := l.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			l.fatal = fmt.Errorf("raftadapter: storing snapshot %d: %w", rd.Snapshot.Metadata.Index, err)
+			return
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := l.storage.Append(rd.Entries); err != nil {
+			l.fatal = fmt.Errorf("raftadapter: appending entries: %w", err)
+			return
+		}
+		l.noteAppended(rd.Entries)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := l.storage.SetHardState(rd.HardState); err != nil {
+			l.fatal = fmt.Errorf("raftadapter: storing hard state: %w", err)
+			return
+		}
+	}
+
+	// 2. Send.
+	if msgs := l.dropStaleSnapshots(rd.Messages); len(msgs) > 0 {
+		l.tr.Send(msgs)
+		l.c.messagesSent.Add(uint64(len(msgs)))
+	}
+	for _, rs := range rd.ReadStates {
+		l.readStateArrived(rs)
+	}
+
+	// 3. Apply.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		l.restore(rd.Snapshot)
+		if l.fatal != nil {
+			return
+		}
+	}
+	l.applyEntries(rd.CommittedEntries)
+}
+
+// afterReady does what depends on the state after a batch of Readys.
+func (l *loop) afterReady() {
+	l.checkConfRefused()
+	l.completeReads()
+	l.checkTransfers()
+}
+
+// housekeep starts work that steps raft; it reports whether it did.
+func (l *loop) housekeep() bool {
+	stepped := l.startReadRound()
+	if l.tryConfChange() {
+		stepped = true
+	}
+	if l.retryTransfers() {
+		stepped = true
+	}
+	return stepped
+}
+
+func (l *loop) softStateChanged(ss raft.SoftState) {
+	if ss.Lead != l.lead {
+		term := l.rn.BasicStatus().Term
+		l.log.Info("leader changed", "leader", fmt.Sprintf("%x", ss.Lead), "previous", fmt.Sprintf("%x", l.lead), "term", term)
+		l.lead = ss.Lead
+		l.abandonReadRound()
+	}
+	if ss.RaftState != l.state {
+		l.log.Debug("raft role changed", "role", ss.RaftState.String())
+		l.state = ss.RaftState
+	}
+}
+
+func (l *loop) tick() {
+	l.rn.Tick()
+	l.ticks++
+	l.ticked = true
+	if r := l.reads.inflight; r != nil && l.ticks-r.startTick >= uint64(l.cfg.ElectionTicks) {
+		// The round's request or its answer was probably lost; ask again.
+		l.abandonReadRound()
+	}
+	if l.ticks%uint64(l.cfg.ElectionTicks) == 0 {
+		l.dropAbandonedReads()
+	}
+}
+
+// proposeBatch steps first and every proposal already queued behind it into
+// raft as one message, so concurrent proposals share a Ready.
+func (l *loop) proposeBatch(first proposal) {
+	batch := append(l.propBuf[:0], first)
+	size := len(first.buf)
+	if len(l.n.propc) < maxProposalBatch/2 {
+		// Proposers woken by the previous turn's replies are usually about to
+		// propose again; let them, so they share this step.
+		runtime.Gosched()
+	}
+drain:
+	for len(batch) < maxProposalBatch && uint64(size) < l.cfg.MaxSizePerMsg {
+		select {
+		case p := <-l.n.propc:
+			batch = append(batch, p)
+			size += len(p.buf)
+		default:
+			break drain
+		}
+	}
+	defer func() {
+		clear(batch)
+		l.propBuf = batch[:0]
+	}()
+
+	// Callers that gave up before we got here are not proposed at all.
+	live := batch[:0]
+	for _, p := range batch {
+		if p.ctx.Err() == nil {
+			live = append(live, p)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, p := range live {
+			p.w.done <- result{err: err}
+		}
+	}
+	if l.closing {
+		fail(ErrStopped)
+		return
+	}
+	if l.removed {
+		fail(ErrRemoved)
+		return
+	}
+	bs := l.rn.BasicStatus()
+	if bs.Lead == 0 {
+		l.c.proposalsDropped.Add(uint64(len(live)))
+		fail(ErrNoLeader)
+		return
+	}
+	ents := make([]raftpb.Entry, len(live))
+	for i, p := range live {
+		envelope{proposer: l.id, term: bs.Term, seq: p.w.seq}.stamp(p.buf)
+		ents[i] = raftpb.Entry{Type: raftpb.EntryNormal, Data: p.buf}
+	}
+	if err := l.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: l.id, Entries: ents}); err != nil {
+		l.c.proposalsDropped.Add(uint64(len(live)))
+		fail(l.dropError(err))
+		return
+	}
+	for _, p := range live {
+		p.w.term = bs.Term
+		l.waiters[p.w.seq] = p.w
+	}
+	l.c.proposals.Add(uint64(len(live)))
+	l.c.proposalBatches.Add(1)
+	l.c.pendingProposals.Add(int64(len(live)))
+}
+
+// dropError explains why raft refused a proposal.
+func (l *loop) dropError(err error) error {
+	if !errors.Is(err, raft.ErrProposalDropped) {
+		return fmt.Errorf("raftadapter: proposal refused: %w", err)
+	}
+	bs := l.rn.BasicStatus()
+	switch {
+	case l.removed:
+		return ErrRemoved
+	case bs.Lead == 0:
+		return ErrNoLeader
+	case bs.LeadTransferee != 0:
+		return fmt.Errorf("%w: leadership transfer to %x in progress", ErrLeaderChanged, bs.LeadTransferee)
+	default:
+		return fmt.Errorf("%w: proposal dropped by raft", ErrNoLeader)
+	}
+}
+
+// drainInbox steps everything other goroutines queued.
+func (l *loop) drainInbox() {
+	b := l.n.in.take()
+	for _, seq := range b.cancels {
+		l.forget(seq)
+	}
+	for i := range b.msgs {
+		l.stepInbound(b.msgs[i])
+	}
+	for _, id := range b.unreachable {
+		l.rn.ReportUnreachable(id)
+		l.inCount++
+		l.unreached[id] = l.inCount
+		if l.closing && id == l.closeTarget {
+			l.retargetClose()
+		}
+	}
+	for _, r := range b.snapReports {
+		l.rn.ReportSnapshot(r.id, r.status)
+	}
+}
+
+// stepInbound steps a message from another member, refusing ones that could
+// make raft panic or that no member of ours sends.
+func (l *loop) stepInbound(m raftpb.Message) {
+	if err := checkInbound(l.id, m); err != nil {
+		l.c.inboundRejected.Add(1)
+		l.log.Debug("rejected inbound message", "type", m.Type.String(), "from", fmt.Sprintf("%x", m.From), "err", err)
+		return
+	}
+	l.inCount++
+	l.heard[m.From] = l.inCount
+	if err := l.rn.Step(m); err != nil {
+		// Responses from members no longer in the configuration and the
+		// like; raft already ignores them.
+		l.c.inboundRejected.Add(1)
+	}
+}
+
+func checkInbound(self uint64, m raftpb.Message) error {
+	switch {
+	case m.To != self:
+		return fmt.Errorf("addressed to %x", m.To)
+	case m.From == 0 || m.From == self:
+		return fmt.Errorf("bad sender %x", m.From)
+	case raft.IsLocalMsg(m.Type):
+		return errors.New("local message type from the network")
+	}
+	switch m.Type {
+	case raftpb.MsgProp:
+		if len(m.Entries) == 0 {
+			return errors.New("empty proposal")
+		}
+		for _, e := range m.Entries {
+			if e.Type != raftpb.EntryNormal {
+				// Membership changes are proposed only by the leader itself,
+				// after validation.
+				return errors.New("forwarded membership change")
+			}
+		}
+	case raftpb.MsgReadIndex:
+		if len(m.Entries) != 1 {
+			return errors.New("read index request without exactly one entry")
+		}
+	case raftpb.MsgSnap:
+		if m.Snapshot == nil {
+			return errors.New("snapshot message without snapshot")
+		}
+	}
+	return nil
+}
+
+// applyEntries applies committed entries in order.
+func (l *loop) applyEntries(ents []raftpb.Entry) {
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= l.applied {
+			continue
+		}
+		if e.Term > l.appliedTerm {
+			l.appliedTerm = e.Term
+			l.failOlderThan(e.Term)
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			l.applyNormal(e)
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			l.applyConfEntry(e)
+		}
+		l.applied = e.Index
+		l.c.appliedEntries.Add(1)
+	}
+	l.maybeSnapshot()
+}
+
+func (l *loop) applyNormal(e *raftpb.Entry) {
+	env, payload, ok := parseEnvelope(e.Data)
+	if !ok {
+		if len(e.Data) > 0 {
+			l.log.Warn("skipping log entry without envelope", "index", e.Index)
+		}
+		return // raft's empty entry of a new leader
+	}
+	var w *waiter
+	if env.proposer == l.id {
+		w = l.waiters[env.seq]
+	}
+	if env.term != e.Term {
+		// Appended in a term other than the one it was proposed in: a
+		// forwarded proposal that reached a later leader. Every member skips
+		// it, which is what lets a proposer declare its proposals lost once
+		// it has applied an entry of a later term.
+		if w != nil {
+			l.lost(w, fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.Term))
+		}
+		return
+	}
+	res := l.sm.Apply(e.Index, payload)
+	if w != nil {
+		l.resolve(w, result{val: res})
+	}
+}
+
+// failOlderThan fails every waiter proposed before term: this node is about
+// to apply an entry of term, and an entry proposed in an earlier term can no
+// longer be applied (it would have come before, or will be skipped).
+func (l *loop) failOlderThan(term uint64) {
+	for _, w := range l.waiters {
+		if w.term < term {
+			l.lost(w, fmt.Errorf("%w: proposed in term %d, not committed before term %d", ErrLeaderChanged, w.term, term))
+		}
+	}
+}
+
+// resolve hands r to w's caller and forgets w.
+func (l *loop) resolve(w *waiter, r result) {
+	if l.waiters[w.seq] != w {
+		return
+	}
+	delete(l.waiters, w.seq)
+	l.c.pendingProposals.Add(-1)
+	l.out.results = append(l.out.results, pendingResult{w, r})
+	if w.conf != nil {
+		l.confDone(w.conf)
+	}
+}
+
+func (l *loop) lost(w *waiter, err error) {
+	l.c.proposalsLost.Add(1)
+	l.resolve(w, result{err: err})
+}
+
+// forget drops the waiter of a caller whose context ended.
+func (l *loop) forget(seq uint64) {
+	w := l.waiters[seq]
+	if w == nil {
+		return
+	}
+	l.resolve(w, result{err: errors.New("raftadapter: caller gone")})
+}
+
+// restore replaces the state machine with a snapshot from the leader.
+func (l *loop) restore(snap raftpb.Snapshot) {
+	md := snap.Metadata
+	if err := l.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", md.Index, err)
+		return
+	}
+	l.applied, l.appliedTerm = md.Index, md.Term
+	l.snapIndex, l.lastSnapAttempt = md.Index, md.Index
+	l.c.snapshotsRestored.Add(1)
+	l.log.Info("restored snapshot from leader", "index", md.Index, "term", md.Term, "bytes", len(snap.Data))
+	// A proposal of a term up to the snapshot's may be inside the snapshot
+	// or lost; we cannot tell. Later terms come after it and still resolve.
+	for _, w := range l.waiters {
+		if w.term <= md.Term {
+			l.lost(w, fmt.Errorf("%w: log replaced by snapshot at index %d", ErrOutcomeUnknown, md.Index))
+		} else {
+			w.seenIndex = 0
+		}
+	}
+	l.setConfState(md.ConfState)
+}
+
+// shutdown fails everything still waiting, stops the snapshot writer and
+// marks the node stopped.
+func (l *loop) shutdown() {
+	err := ErrStopped
+	if l.fatal != nil {
+		err = fmt.Errorf("%w: %w", ErrStopped, l.fatal)
+	}
+	for _, w := range l.waiters {
+		l.resolve(w, result{err: err})
+	}
+	for _, c := range l.confQueue {
+		l.out.results = append(l.out.results, pendingResult{c.w, result{err: err}})
+	}
+	l.confQueue = nil
+	l.failAllReads(err)
+	for _, t := range l.transfers {
+		l.out.transfers = append(l.out.transfers, pendingTransfer{t, err})
+	}
+	l.transfers = nil
+	close(l.snapJobc)
+	if l.closeTimer != nil {
+		l.closeTimer.Stop()
+	}
+	for {
+		select {
+		case p := <-l.n.propc:
+			p.w.done <- result{err: err}
+			continue
+		case r := <-l.n.readc:
+			r.done <- err
+			continue
+		case c := <-l.n.confc:
+			c.w.done <- result{err: err}
+			continue
+		case t := <-l.n.transferc:
+			t.done <- err
+			continue
+		default:
+		}
+		break
+	}
+	for _, ack := range l.tickAcks {
+		close(ack)
+	}
+	l.n.fatal = l.fatal
+	final := Status{}
+	if l.lastPub != nil {
+		final = *l.lastPub
+	}
+	final.Stopped = true
+	final.IsLeader = false
+	final.Progress = nil
+	l.n.status.Store(&final)
+	l.out.flush()
+	l.n.busy.Store(false)
+	l.n.notifyChanges(true)
+	if l.fatal != nil {
+		l.log.Error("raft node stopped after failure", "err", l.fatal)
+	} else {
+		l.log.Info("raft node stopped")
+	}
+	close(l.n.donec)
+}
+
+// beginClose starts a graceful stop: a leader first hands leadership over.
+func (l *loop) beginClose() {
+	l.closing = true
+	l.handOverOnClose()
+}
+
+// handOverOnClose starts the hand-over of a closing leader, once. It runs
+// after every turn too, because a candidate that is closing may still win
+// its election.
+func (l *loop) handOverOnClose() {
+	if !l.closing || l.closeTimer != nil || l.removed || l.state != raft.StateLeader {
+		return
+	}
+	l.closeTried = make(map[uint64]bool)
+	l.closeTimer = time.NewTimer(l.cfg.CloseTimeout)
+	l.retargetClose()
+	l.settle()
+}
+
+// retargetClose hands leadership to the best voter not tried yet; with none
+// left, the close proceeds without a transfer.
+func (l *loop) retargetClose() {
+	if l.state != raft.StateLeader {
+		return
+	}
+	target := l.transferTarget(l.closeTried)
+	if target == 0 {
+		l.closeExpired = true
+		return
+	}
+	l.closeTarget = target
+	l.closeTried[target] = true
+	l.log.Info("closing: transferring leadership", "to", fmt.Sprintf("%x", target))
+	l.rn.TransferLeader(target)
+}
+
+// transferTarget picks, among recently active voters not in exclude and not
+// reported unreachable since last heard from, the one with the highest
+// match index.
+func (l *loop) transferTarget(exclude map[uint64]bool) uint64 {
+	var best, bestMatch uint64
+	l.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if id == l.id || typ != raft.ProgressTypePeer || !pr.RecentActive || exclude[id] {
+			return
+		}
+		if l.unreached[id] > l.heard[id] {
+			return
+		}
+		if best == 0 || pr.Match > bestMatch || (pr.Match == bestMatch && id < best) {
+			best, bestMatch = id, pr.Match
+		}
+	})
+	return best
+}
+
+// publish stores a fresh Status if anything changed and wakes Changes
+// subscribers on leader, term, role or membership changes.
+func (l *loop) publish() {
+	bs := l.rn.BasicStatus()
+	st := &Status{
+		ID:             l.id,
+		Leader:         bs.Lead,
+		Term:           bs.Term,
+		State:          bs.RaftState,
+		IsLeader:       bs.RaftState == raft.StateLeader,
+		LeadTransferee: bs.LeadTransferee,
+		CommitIndex:    bs.Commit,
+		AppliedIndex:   l.applied,
+		SnapshotIndex:  l.snapIndex,
+		Voters:         l.voters,
+		Learners:       l.learners,
+		Removed:        l.removed,
+	}
+	if p := l.lastPub; p != nil && !l.ticked && p.Leader == st.Leader && p.Term == st.Term &&
+		p.State == st.State && p.LeadTransferee == st.LeadTransferee && p.CommitIndex == st.CommitIndex &&
+		p.AppliedIndex == st.AppliedIndex && p.SnapshotIndex == st.SnapshotIndex && p.Removed == st.Removed &&
+		l.notifyKey.memberVer == l.memberVer {
+		return
+	}
+	ticked := l.ticked
+	l.ticked = false
+	if p := l.lastPub; st.IsLeader && p != nil && p.IsLeader && !ticked && p.Term == st.Term &&
+		l.notifyKey.memberVer == l.memberVer {
+		// Follower progress is refreshed on ticks and role or membership
+		// changes, not on every turn.
+		st.Progress = p.Progress
+	} else if st.IsLeader {
+		st.Progress = make(map[uint64]Progress, len(l.voters)+len(l.learners))
+		l.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+			st.Progress[id] = Progress{
+				Match:        pr.Match,
+				Next:         pr.Next,
+				State:        pr.State.String(),
+				RecentActive: pr.RecentActive,
+				IsLearner:    pr.IsLearner,
+			}
+		})
+	}
+	l.lastPub = st
+	l.n.status.Store(st)
+	key := changeKey{lead: st.Leader, term: st.Term, memberVer: l.memberVer, state: st.State, removed: st.Removed}
+	if key != l.notifyKey {
+		l.notifyKey = key
+		l.n.notifyChanges(false)
+	}
+}
+
+// setConfState records a new membership and notices this member's removal.
+func (l *loop) setConfState(cs raftpb.ConfState) {
+	l.confState = raftpb.ConfState{
+		Voters:         slices.Clone(cs.Voters),
+		Learners:       slices.Clone(cs.Learners),
+		VotersOutgoing: slices.Clone(cs.VotersOutgoing),
+		LearnersNext:   slices.Clone(cs.LearnersNext),
+		AutoLeave:      cs.AutoLeave,
+	}
+	l.voters = slices.Sorted(slices.Values(cs.Voters))
+	l.learners = slices.Sorted(slices.Values(cs.Learners))
+	l.memberVer++
+	member := slices.Contains(l.voters, l.id) || slices.Contains(l.learners, l.id)
+	switch {
+	case member:
+		l.wasMember = true
+	case l.wasMember && !l.removed:
+		l.removed = true
+		l.log.Info("this member was removed from the cluster")
+		l.failAllForRemoval()
+	}
+}
+
+func (l *loop) failAllForRemoval() {
+	for _, w := range l.waiters {
+		l.resolve(w, result{err: ErrRemoved})
+	}
+	for _, c := range l.confQueue {
+		l.out.results = append(l.out.results, pendingResult{c.w, result{err: ErrRemoved}})
+	}
+	l.confQueue = nil
+	l.failAllReads(ErrRemoved)
+	for _, t := range l.transfers {
+		l.out.transfers = append(l.out.transfers, pendingTransfer{t, ErrRemoved})
+	}
+	l.transfers = nil
+}
+
+// outbox holds replies produced during a loop turn. They are handed to the
+// callers after the turn's Status is published, so a caller that got its
+// result sees a Status at least that fresh (e.g. the applied membership
+// after AddLearner returns). Reply channels have capacity one and get one
+// value each, so flushing never blocks.
+type outbox struct {
+	results   []pendingResult
+	reads     []pendingRead
+	transfers []pendingTransfer
+}
+
+type pendingResult struct {
+	w *waiter
+	r result
+}
+
+type pendingRead struct {
+	r   *readRequest
+	err error
+}
+
+type pendingTransfer struct {
+	t   *transferRequest
+	err error
+}
+
+func (o *outbox) flush() {
+	for _, p := range o.results {
+		p.w.done <- p.r
+	}
+	for _, p := range o.reads {
+		p.r.done <- p.err
+	}
+	for _, p := range o.transfers {
+		p.t.done <- p.err
+	}
+	clear(o.results)
+	clear(o.reads)
+	clear(o.transfers)
+	o.results, o.reads, o.transfers = o.results[:0], o.reads[:0], o.transfers[:0]
+}

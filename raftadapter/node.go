@@ -1,0 +1,485 @@
+package raftadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// StateMachine is the replicated state. All calls come from the raft loop
+// goroutine, in log order, never concurrently.
+type StateMachine interface {
+	// Apply applies one committed payload (exactly the bytes given to
+	// Propose) at the given log index and returns a result for the proposer's
+	// waiter. data must not be modified; it may be retained.
+	Apply(index uint64, data []byte) any
+	// Snapshot captures the state as of the last applied entry. The capture
+	// must be consistent at that point; its WriteTo may run later on another
+	// goroutine while Apply continues (use copy-on-write structures).
+	Snapshot() (io.WriterTo, error)
+	// Restore replaces the whole state with one written by a Snapshot's WriteTo.
+	Restore(r io.Reader) error
+}
+
+// ConfChangeObserver may be implemented by a StateMachine that wants to keep
+// membership metadata (such as client URLs carried in the change's Context)
+// in the replicated state. ApplyConfChange is called on the raft loop, in log
+// order with Apply, after raft applied the change; state is the resulting
+// membership. Changes raft rejected are not reported. Membership from before
+// a snapshot reaches a restoring member only through the state machine's own
+// snapshot, so keep what you need in it.
+type ConfChangeObserver interface {
+	ApplyConfChange(cc raftpb.ConfChangeV2, state raftpb.ConfState)
+}
+
+// Transport carries raft messages to other members.
+//
+// Send is called only from the raft loop and must never block: queue or drop.
+// It may keep msgs and their contents after returning but must not modify
+// them. Messages addressed to unknown or unreachable members are dropped and
+// reported with Node.ReportUnreachable. After a MsgSnap has been delivered or
+// has failed, the transport calls Node.ReportSnapshot. Received messages go to
+// Node.Step. Those Node methods never block and may be called from any
+// goroutine, including from within Send.
+type Transport interface {
+	Send(msgs []raftpb.Message)
+}
+
+// maxProposalBatch bounds the number of proposals stepped into raft at once.
+const maxProposalBatch = 1024
+
+// Node turns a raft RawNode into a replicated log for a StateMachine. Create
+// it with New; all methods are safe for concurrent use.
+type Node struct {
+	id  uint64
+	cfg Config
+
+	propc     chan proposal
+	readc     chan *readRequest
+	confc     chan *confRequest
+	transferc chan *transferRequest
+	tickc     chan chan struct{}
+	in        *inbox
+
+	stopc     chan struct{} // closed when Close is called
+	donec     chan struct{} // closed when the raft loop has stopped
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	fatal     error // why the loop failed; written before donec is closed
+
+	nextSeq      atomic.Uint64
+	status       atomic.Pointer[Status]
+	counters     counters
+	busy         atomic.Bool // raft loop is processing (for tests' quiescence checks)
+	snapInFlight atomic.Bool // a snapshot is being serialized
+
+	changesMu sync.Mutex
+	changesc  chan struct{}
+}
+
+// waiter is the reply slot of one proposal or membership change. done has
+// capacity 1 and receives exactly one result.
+type waiter struct {
+	seq  uint64
+	done chan result
+
+	// Owned by the raft loop.
+	term      uint64       // term the proposal was stamped with
+	conf      *confRequest // non-nil for membership changes
+	seenIndex uint64       // membership changes: index once in the local log
+}
+
+type result struct {
+	val any
+	err error
+}
+
+type proposal struct {
+	ctx context.Context
+	w   *waiter
+	buf []byte // envelope header (stamped by the loop) + payload
+}
+
+func newWaiter(seq uint64) *waiter {
+	return &waiter{seq: seq, done: make(chan result, 1)}
+}
+
+// New validates cfg, creates the raft state (bootstrapping cfg.Peers if
+// given) and starts the raft loop. sm and tr must not be nil.
+func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if sm == nil || tr == nil {
+		return nil, fmt.Errorf("%w: state machine and transport are required", ErrInvalidConfig)
+	}
+	storage := raft.NewMemoryStorage()
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                cfg.ID,
+		ElectionTick:      cfg.ElectionTicks,
+		HeartbeatTick:     cfg.HeartbeatTicks,
+		Storage:           storage,
+		MaxSizePerMsg:     cfg.MaxSizePerMsg,
+		MaxInflightMsgs:   cfg.MaxInflightMsgs,
+		CheckQuorum:       true,
+		PreVote:           true,
+		ReadOnlyOption:    raft.ReadOnlySafe,
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{cfg.Logger.With("raft_id", fmt.Sprintf("%x", cfg.ID))},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if len(cfg.Peers) > 0 {
+		ids := slices.Clone(cfg.Peers)
+		slices.Sort(ids) // every bootstrapping member must write identical entries 1..n
+		peers := make([]raft.Peer, len(ids))
+		for i, id := range ids {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("raftadapter: bootstrap: %w", err)
+		}
+	}
+
+	n := &Node{
+		id:        cfg.ID,
+		cfg:       cfg,
+		propc:     make(chan proposal, maxProposalBatch),
+		readc:     make(chan *readRequest, 256),
+		confc:     make(chan *confRequest, 16),
+		transferc: make(chan *transferRequest, 16),
+		tickc:     make(chan chan struct{}),
+		in:        newInbox(cfg.MaxInboundMsgs),
+		stopc:     make(chan struct{}),
+		donec:     make(chan struct{}),
+		changesc:  make(chan struct{}),
+	}
+	n.busy.Store(true)
+	l := newLoop(n, rn, storage, sm, tr)
+	// A lone voter needs nobody's vote: it campaigns as soon as it has
+	// applied its bootstrap entry instead of after an election timeout.
+	l.campaignAlone = len(cfg.Peers) == 1 && cfg.Peers[0] == cfg.ID
+	l.publish()
+	n.wg.Go(l.run)
+	n.wg.Go(func() { runSnapshotter(l.snapJobc, l.snapDonec) })
+	return n, nil
+}
+
+// ID returns this member's raft id.
+func (n *Node) ID() uint64 { return n.id }
+
+// Propose replicates data and returns the state machine's Apply result once
+// the entry has been applied on this node. Proposals made on a follower are
+// forwarded to the leader by raft; the result is still delivered here.
+//
+// Errors: ErrNoLeader (not proposed; retry), ErrLeaderChanged (will never be
+// applied; retry), ErrOutcomeUnknown, ErrTimeout or context.Canceled (may
+// or may not be applied), ErrRemoved, ErrStopped.
+func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	if ctx.Err() != nil {
+		return nil, ctxError(ctx)
+	}
+	if n.stopping() {
+		return nil, n.stoppedErr()
+	}
+	p := proposal{ctx: ctx, w: newWaiter(n.nextSeq.Add(1)), buf: newEnvelopeBuf(data)}
+	select {
+	case n.propc <- p:
+	case <-ctx.Done():
+		return nil, ctxError(ctx)
+	case <-n.stopc:
+		return nil, n.stoppedErr()
+	case <-n.donec:
+		return nil, n.stoppedErr()
+	}
+	r := n.wait(ctx, p.w, true)
+	return r.val, r.err
+}
+
+// wait blocks until w has a result, ctx ends or the node stops. When ctx
+// ends first and cancel is set, the loop is told to forget the waiter.
+func (n *Node) wait(ctx context.Context, w *waiter, cancel bool) result {
+	select {
+	case r := <-w.done:
+		return r
+	case <-ctx.Done():
+		select {
+		case r := <-w.done:
+			return r
+		default:
+		}
+		if cancel {
+			n.in.pushCancel(w.seq)
+		}
+		return result{err: ctxError(ctx)}
+	case <-n.donec:
+		select {
+		case r := <-w.done:
+			return r
+		default:
+			return result{err: n.stoppedErr()}
+		}
+	}
+}
+
+// ReadIndex is a linearizable read barrier: it returns nil once this node
+// has applied everything that was committed when ReadIndex was called, as
+// confirmed by a quorum through the leader. After it returns, local reads of
+// the state machine reflect every write acknowledged before the call.
+// Concurrent calls share raft read-index rounds. A member cut off from the
+// quorum never returns nil; it waits until ctx ends.
+func (n *Node) ReadIndex(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	if n.stopping() {
+		return n.stoppedErr()
+	}
+	r := &readRequest{ctx: ctx, done: make(chan error, 1)}
+	select {
+	case n.readc <- r:
+	case <-ctx.Done():
+		return ctxError(ctx)
+	case <-n.stopc:
+		return n.stoppedErr()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return ctxError(ctx)
+		}
+	case <-n.donec:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return n.stoppedErr()
+		}
+	}
+}
+
+// Step hands a message received from another member to the raft loop. It
+// never blocks: when the inbound queue is full the message is dropped and
+// counted (raft recovers from lost messages).
+func (n *Node) Step(m raftpb.Message) {
+	if n.stopped() {
+		return
+	}
+	if !n.in.pushMsg(m) {
+		n.counters.inboundDropped.Add(1)
+	}
+}
+
+// ReportUnreachable tells raft that the last message to id was not
+// delivered, so the leader probes id instead of streaming to it.
+func (n *Node) ReportUnreachable(id uint64) {
+	if n.stopped() {
+		return
+	}
+	n.in.pushUnreachable(id)
+}
+
+// ReportSnapshot tells raft whether the snapshot sent to id arrived.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	if n.stopped() {
+		return
+	}
+	n.in.pushSnapReport(id, status)
+}
+
+// AddLearner adds id as a non-voting member and returns once the change is
+// applied on this node. context is handed to a ConfChangeObserver (e.g. the
+// member's client URLs). Only the leader changes membership (ErrNotLeader
+// otherwise); changes are applied one at a time, queued in call order.
+func (n *Node) AddLearner(ctx context.Context, id uint64, context []byte) error {
+	return n.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, id, context)
+}
+
+// Promote turns learner id into a voter and returns once applied. Promoting
+// a voter is a no-op.
+func (n *Node) Promote(ctx context.Context, id uint64) error {
+	return n.changeMembership(ctx, raftpb.ConfChangeAddNode, id, nil)
+}
+
+// RemoveMember removes voter or learner id and returns once applied. A
+// leader may remove itself; it then steps down and reports ErrRemoved for
+// new work.
+func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
+	return n.changeMembership(ctx, raftpb.ConfChangeRemoveNode, id, nil)
+}
+
+func (n *Node) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, id uint64, context []byte) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	if n.stopping() {
+		return n.stoppedErr()
+	}
+	c := &confRequest{ctx: ctx, typ: typ, id: id, context: context, w: newWaiter(n.nextSeq.Add(1))}
+	c.w.conf = c
+	select {
+	case n.confc <- c:
+	case <-ctx.Done():
+		return ctxError(ctx)
+	case <-n.stopc:
+		return n.stoppedErr()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	return n.wait(ctx, c.w, true).err
+}
+
+// TransferLeadership asks the leader (this node) to hand leadership to voter
+// to, and returns once this node sees to as leader, or when ctx ends. raft
+// retries an attempt that timed out while ctx lasts. If to already leads it
+// returns nil at once; on a follower it returns ErrNotLeader.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	if n.stopping() {
+		return n.stoppedErr()
+	}
+	t := &transferRequest{ctx: ctx, to: to, done: make(chan error, 1)}
+	select {
+	case n.transferc <- t:
+	case <-ctx.Done():
+		return ctxError(ctx)
+	case <-n.stopc:
+		return n.stoppedErr()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	select {
+	case err := <-t.done:
+		return err
+	case <-ctx.Done():
+		return ctxError(ctx)
+	case <-n.donec:
+		select {
+		case err := <-t.done:
+			return err
+		default:
+			return n.stoppedErr()
+		}
+	}
+}
+
+// Tick advances raft's logical clock by one tick and returns after the loop
+// has processed it. It is how tests drive time with Config.DisableTicker;
+// with the ticker on it adds an extra tick.
+func (n *Node) Tick() error {
+	ack := make(chan struct{})
+	select {
+	case n.tickc <- ack:
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	select {
+	case <-ack:
+		return nil
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+}
+
+// Status returns the latest published state of the node. It is cheap and
+// never blocks on the raft loop.
+func (n *Node) Status() Status {
+	st := *n.status.Load()
+	st.Metrics = n.counters.snapshot()
+	return st
+}
+
+// Changes returns a channel that is closed at the next change of leader,
+// term, raft role, membership or removal, and when the node stops. Read
+// Status after taking the channel so no change is missed:
+//
+//	for {
+//		ch := n.Changes()
+//		st := n.Status()
+//		if st.Stopped { return }
+//		react(st)
+//		<-ch
+//	}
+//
+// Once the node has stopped, the returned channel is always closed.
+func (n *Node) Changes() <-chan struct{} {
+	n.changesMu.Lock()
+	defer n.changesMu.Unlock()
+	return n.changesc
+}
+
+// notifyChanges wakes Changes subscribers. final leaves the closed channel
+// in place for good.
+func (n *Node) notifyChanges(final bool) {
+	n.changesMu.Lock()
+	defer n.changesMu.Unlock()
+	close(n.changesc)
+	if final {
+		return
+	}
+	n.changesc = make(chan struct{})
+}
+
+// Done is closed when the node has stopped (after Close or a fatal error).
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Close stops the node gracefully: if it is the leader it first hands
+// leadership to the most caught-up voter (waiting at most
+// Config.CloseTimeout), then it stops the raft loop and the snapshot writer
+// and waits for them. Pending calls fail with ErrStopped. Close is
+// idempotent; it returns nil, or the error that made the node fail.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { close(n.stopc) })
+	<-n.donec
+	n.wg.Wait()
+	return n.fatal
+}
+
+func (n *Node) stopping() bool {
+	select {
+	case <-n.stopc:
+		return true
+	case <-n.donec:
+		return true
+	default:
+		return false
+	}
+}
+
+func (n *Node) stopped() bool {
+	select {
+	case <-n.donec:
+		return true
+	default:
+		return false
+	}
+}
+
+// stoppedErr is ErrStopped, wrapping the failure cause if there was one.
+func (n *Node) stoppedErr() error {
+	if n.stopped() && n.fatal != nil {
+		return fmt.Errorf("%w: %w", ErrStopped, n.fatal)
+	}
+	return ErrStopped
+}
+
+// errNoop marks a membership change that is already in effect.
+var errNoop = errors.New("raftadapter: change already in effect")

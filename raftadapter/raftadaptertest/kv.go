@@ -1,0 +1,263 @@
+package raftadaptertest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// KV is a toy state machine: a string map written with Put commands. It
+// records which members joined with what context (as a ConfChangeObserver),
+// checks that entries arrive in increasing index order, and writes
+// deterministic snapshots. All methods are safe for concurrent use, so tests
+// can read it while the raft loop applies.
+type KV struct {
+	mu       sync.Mutex
+	data     map[string]string
+	members  map[uint64][]byte
+	applied  uint64
+	applies  int
+	restores int
+	err      error // first contract violation seen
+}
+
+// PutResult is what KV.Apply returns for a Put.
+type PutResult struct {
+	Index   uint64 // log index the put was applied at
+	Prev    string // previous value
+	Existed bool   // whether the key existed
+}
+
+// NewKV returns an empty KV.
+func NewKV() *KV {
+	return &KV{data: make(map[string]string), members: make(map[uint64][]byte)}
+}
+
+// Put encodes a command setting key to value. key must not contain '='.
+func Put(key, value string) []byte {
+	return []byte(key + "=" + value)
+}
+
+// ErrBadCommand is returned (as the Apply result) for undecodable commands.
+var ErrBadCommand = errors.New("raftadaptertest: bad command")
+
+// Apply applies a Put command. It returns a PutResult, or an error value
+// wrapping ErrBadCommand for anything else (which changes nothing).
+func (kv *KV) Apply(index uint64, data []byte) any {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if index <= kv.applied && kv.err == nil {
+		kv.err = fmt.Errorf("apply at index %d after index %d", index, kv.applied)
+	}
+	kv.applied = index
+	kv.applies++
+	key, value, ok := strings.Cut(string(data), "=")
+	if !ok || key == "" {
+		return fmt.Errorf("%w: %q", ErrBadCommand, data)
+	}
+	prev, existed := kv.data[key]
+	kv.data[key] = value
+	return PutResult{Index: index, Prev: prev, Existed: existed}
+}
+
+// ApplyConfChange records members and their context.
+func (kv *KV) ApplyConfChange(cc raftpb.ConfChangeV2, _ raftpb.ConfState) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	for _, ch := range cc.Changes {
+		switch ch.Type {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			if _, ok := kv.members[ch.NodeID]; !ok || len(cc.Context) > 0 {
+				kv.members[ch.NodeID] = bytes.Clone(cc.Context)
+			}
+		case raftpb.ConfChangeRemoveNode:
+			delete(kv.members, ch.NodeID)
+		}
+	}
+}
+
+// Snapshot captures the current state; the returned writer encodes it.
+func (kv *KV) Snapshot() (io.WriterTo, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return &kvSnapshot{applied: kv.applied, data: maps.Clone(kv.data), members: maps.Clone(kv.members)}, nil
+}
+
+// Restore replaces the state with a snapshot written by Snapshot.
+func (kv *KV) Restore(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("raftadaptertest: reading snapshot: %w", err)
+	}
+	s, err := decodeKVSnapshot(raw)
+	if err != nil {
+		return err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.applied, kv.data, kv.members = s.applied, s.data, s.members
+	kv.restores++
+	return nil
+}
+
+// Get returns the value of key.
+func (kv *KV) Get(key string) (string, bool) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	v, ok := kv.data[key]
+	return v, ok
+}
+
+// Len returns the number of keys.
+func (kv *KV) Len() int {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return len(kv.data)
+}
+
+// Data returns a copy of the map.
+func (kv *KV) Data() map[string]string {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return maps.Clone(kv.data)
+}
+
+// Members returns a copy of the recorded members and their contexts.
+func (kv *KV) Members() map[uint64]string {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	out := make(map[uint64]string, len(kv.members))
+	for id, c := range kv.members {
+		out[id] = string(c)
+	}
+	return out
+}
+
+// Applied returns the index of the last applied Put (or restored snapshot).
+func (kv *KV) Applied() uint64 {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.applied
+}
+
+// Restores returns how many snapshots were restored.
+func (kv *KV) Restores() int {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.restores
+}
+
+// Err returns the first contract violation seen (entries out of order).
+func (kv *KV) Err() error {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.err
+}
+
+const kvSnapshotMagic = "KVS1"
+
+type kvSnapshot struct {
+	applied uint64
+	data    map[string]string
+	members map[uint64][]byte
+}
+
+// WriteTo encodes the snapshot deterministically (sorted keys).
+func (s *kvSnapshot) WriteTo(w io.Writer) (int64, error) {
+	var b []byte
+	b = append(b, kvSnapshotMagic...)
+	b = binary.AppendUvarint(b, s.applied)
+	b = binary.AppendUvarint(b, uint64(len(s.data)))
+	for _, k := range slices.Sorted(maps.Keys(s.data)) {
+		b = appendBytes(b, []byte(k))
+		b = appendBytes(b, []byte(s.data[k]))
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.members)))
+	for _, id := range slices.Sorted(maps.Keys(s.members)) {
+		b = binary.AppendUvarint(b, id)
+		b = appendBytes(b, s.members[id])
+	}
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// errBadSnapshot is wrapped by Restore for undecodable data.
+var errBadSnapshot = errors.New("raftadaptertest: bad KV snapshot")
+
+func decodeKVSnapshot(raw []byte) (*kvSnapshot, error) {
+	d := decoder{b: raw}
+	if !bytes.HasPrefix(raw, []byte(kvSnapshotMagic)) {
+		return nil, fmt.Errorf("%w: missing header", errBadSnapshot)
+	}
+	d.b = d.b[len(kvSnapshotMagic):]
+	s := &kvSnapshot{applied: d.uvarint(), data: make(map[string]string), members: make(map[uint64][]byte)}
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		k := d.bytes()
+		s.data[string(k)] = string(d.bytes())
+	}
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		id := d.uvarint()
+		s.members[id] = bytes.Clone(d.bytes())
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errors.New("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSnapshot, d.err)
+	}
+	return s, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("truncated number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads an element count, which cannot exceed the bytes left.
+func (d *decoder) count() uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("count %d exceeds data", n)
+	}
+	return n
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("length %d exceeds data", n)
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}

@@ -1,0 +1,102 @@
+package raftadapter
+
+import (
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+)
+
+// Status is a point-in-time view of a node, published by the raft loop after
+// every turn that changed something. Slices and maps are shared between
+// callers and must not be modified.
+type Status struct {
+	ID     uint64
+	Leader uint64 // 0 while no leader is known
+	Term   uint64
+	State  raft.StateType
+	// IsLeader is State == raft.StateLeader.
+	IsLeader bool
+	// LeadTransferee is the target of a leadership transfer in progress (leader only).
+	LeadTransferee uint64
+
+	CommitIndex   uint64
+	AppliedIndex  uint64
+	SnapshotIndex uint64 // index of the latest snapshot held in the log storage
+
+	// Voters and Learners are the applied membership, sorted.
+	Voters   []uint64
+	Learners []uint64
+	// Progress of every member as seen by the leader; nil on other nodes.
+	Progress map[uint64]Progress
+
+	// Removed is set once this member has applied its own removal.
+	Removed bool
+	// Stopped is set once the node has stopped (Close, or a fatal error).
+	Stopped bool
+
+	Metrics Metrics
+}
+
+// Progress is the leader's view of one member's replication.
+type Progress struct {
+	Match        uint64 // highest log index known to be replicated to the member
+	Next         uint64 // next index the leader will send
+	State        string // "StateProbe", "StateReplicate" or "StateSnapshot"
+	RecentActive bool   // heard from within the last election timeout
+	IsLearner    bool
+}
+
+// Metrics are cumulative counters and current gauges of a node.
+type Metrics struct {
+	InboundDropped    uint64 // messages given to Step and dropped because the inbound queue was full
+	InboundRejected   uint64 // malformed or unexpected inbound messages raft refused
+	MessagesSent      uint64 // messages handed to the Transport
+	Proposals         uint64 // payloads proposed through this node
+	ProposalBatches   uint64 // raft steps that carried them (Proposals/ProposalBatches is the batch size)
+	ProposalsDropped  uint64 // proposals raft refused (no leader, transfer in progress, removed)
+	ProposalsLost     uint64 // proposals failed with ErrLeaderChanged or ErrOutcomeUnknown
+	ReadRequests      uint64 // ReadIndex calls received
+	ReadRounds        uint64 // raft read-index rounds started for them
+	AppliedEntries    uint64 // log entries applied (all kinds)
+	SnapshotsTaken    uint64 // local snapshots stored, after which the log was compacted
+	SnapshotsRestored uint64 // snapshots received from the leader and restored
+	PendingProposals  int    // proposals and membership changes waiting to be applied
+	PendingReads      int    // ReadIndex calls not yet answered
+}
+
+// counters are the atomically updated parts of Metrics.
+type counters struct {
+	inboundDropped    atomic.Uint64
+	inboundRejected   atomic.Uint64
+	messagesSent      atomic.Uint64
+	proposals         atomic.Uint64
+	proposalBatches   atomic.Uint64
+	proposalsDropped  atomic.Uint64
+	proposalsLost     atomic.Uint64
+	readRequests      atomic.Uint64
+	readRounds        atomic.Uint64
+	appliedEntries    atomic.Uint64
+	snapshotsTaken    atomic.Uint64
+	snapshotsRestored atomic.Uint64
+	pendingProposals  atomic.Int64
+	pendingReads      atomic.Int64
+}
+
+func (c *counters) snapshot() Metrics {
+	return Metrics{
+		InboundDropped:    c.inboundDropped.Load(),
+		InboundRejected:   c.inboundRejected.Load(),
+		MessagesSent:      c.messagesSent.Load(),
+		Proposals:         c.proposals.Load(),
+		ProposalBatches:   c.proposalBatches.Load(),
+		ProposalsDropped:  c.proposalsDropped.Load(),
+		ProposalsLost:     c.proposalsLost.Load(),
+		ReadRequests:      c.readRequests.Load(),
+		ReadRounds:        c.readRounds.Load(),
+		AppliedEntries:    c.appliedEntries.Load(),
+		SnapshotsTaken:    c.snapshotsTaken.Load(),
+		SnapshotsRestored: c.snapshotsRestored.Load(),
+		PendingProposals:  int(c.pendingProposals.Load()),
+		PendingReads:      int(c.pendingReads.Load()),
+	}
+}
