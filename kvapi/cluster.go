@@ -8,10 +8,17 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// clusterServer is etcd's Cluster service. Membership in meshkv follows the
-// mesh (members join and are replaced automatically), so the calls that
-// change membership by peer URL are not offered.
+// clusterServer is etcd's Cluster service. Members join through the mesh and
+// dead ones are replaced automatically, so the calls that add or update
+// members by peer URL are not offered; remove and promote are, for operators.
 type clusterServer struct{ *Server }
+
+// MembershipChanger is implemented by a Cluster that lets operators remove
+// and promote members. Its errors are etcd's gRPC errors.
+type MembershipChanger interface {
+	RemoveMember(ctx context.Context, id uint64) error
+	PromoteMember(ctx context.Context, id uint64) error
+}
 
 var _ pb.ClusterServer = clusterServer{}
 
@@ -31,14 +38,28 @@ func (s clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.Mem
 	return nil, status.Error(codes.Unimplemented, "meshkv: members join through the mesh; start a node with --peers instead of member add")
 }
 
-func (s clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "meshkv: member remove is not supported yet")
+func (s clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	mc, ok := s.cluster.(MembershipChanger)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot change membership")
+	}
+	if err := mc.RemoveMember(ctx, r.ID); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	return &pb.MemberRemoveResponse{Header: s.header(s.store.Rev()), Members: s.cluster.Members()}, nil
 }
 
 func (s clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "meshkv: members have no peer URLs to update; membership follows the mesh")
 }
 
-func (s clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "meshkv: member promote is not supported yet")
+func (s clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	mc, ok := s.cluster.(MembershipChanger)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot change membership")
+	}
+	if err := mc.PromoteMember(ctx, r.ID); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	return &pb.MemberPromoteResponse{Header: s.header(s.store.Rev()), Members: s.cluster.Members()}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -35,6 +36,9 @@ func (s kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespo
 func (s kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := mvcc.CheckPut(r); err != nil {
 		return nil, togRPCError(ctx, err)
+	}
+	if s.overQuota() {
+		return nil, rpctypes.ErrGRPCNoSpace
 	}
 	v, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
 	if err != nil {
@@ -84,6 +88,9 @@ func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, e
 		s.fillHeader(&resp.Header)
 		return resp, nil
 	}
+	if s.overQuota() && txnPuts(r) {
+		return nil, rpctypes.ErrGRPCNoSpace
+	}
 	v, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
 		return nil, err
@@ -120,6 +127,19 @@ func txnSerializable(r *pb.TxnRequest) bool {
 		}
 	}
 	return true
+}
+
+// txnPuts reports whether a txn may put a key (in any branch, nested txns
+// included).
+func txnPuts(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if op.GetRequestPut() != nil || op.GetRequestTxn() != nil && txnPuts(op.GetRequestTxn()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func unexpected(v any) error {

@@ -3,6 +3,7 @@ package kvapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -99,5 +100,36 @@ func TestSnapshotRefused(t *testing.T) {
 	}
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("snapshot: err = %v, want Unimplemented", err)
+	}
+}
+
+func TestQuota(t *testing.T) {
+	ts := newTestServer(t, Config{QuotaBytes: 4096})
+	ctx := context.Background()
+	kv := pb.NewKVClient(ts.conn)
+	var err error
+	for i := 0; err == nil && i < 100; i++ {
+		_, err = kv.Put(ctx, &pb.PutRequest{Key: []byte(fmt.Sprintf("k%03d", i)), Value: make([]byte, 200)})
+	}
+	if !errors.Is(err, rpctypes.ErrGRPCNoSpace) {
+		t.Fatalf("filling past the quota: err = %v, want %v", err, rpctypes.ErrGRPCNoSpace)
+	}
+	alarms, err := ts.cli.AlarmList(ctx)
+	if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("alarm list = %v, %v; want one NOSPACE", alarms, err)
+	}
+	st, err := ts.cli.Status(ctx, "kvapi-test:0")
+	if err != nil || st.DbSizeQuota != 4096 {
+		t.Fatalf("status quota = %v, %v", st, err)
+	}
+	// Deleting frees space (compaction reclaims the history), and writes work again.
+	if _, err := ts.cli.Delete(ctx, "k", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.cli.Compact(ctx, ts.store.Rev()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.cli.Put(ctx, "again", "ok"); err != nil {
+		t.Fatalf("put after freeing space: %v", err)
 	}
 }

@@ -14,13 +14,21 @@ type maintenanceServer struct{ *Server }
 
 var _ pb.MaintenanceServer = maintenanceServer{}
 
-// Alarm reports no alarms: meshkv has no space quota and no corruption alarms.
-// Activating or deactivating an alarm is refused.
+// Alarm lists this member's NOSPACE alarm while the store is over its quota.
+// The alarm is not latched as etcd's is: it clears by itself once compaction
+// or deletes bring the store under the quota, so disarming it is accepted and
+// changes nothing. Activating alarms is refused.
 func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, status.Error(codes.Unimplemented, "meshkv: alarms cannot be set")
+	resp := &pb.AlarmResponse{Header: s.header(s.store.Rev())}
+	switch r.Action {
+	case pb.AlarmRequest_GET, pb.AlarmRequest_DEACTIVATE:
+	default:
+		return nil, status.Error(codes.Unimplemented, "meshkv: alarms cannot be raised by clients")
 	}
-	return &pb.AlarmResponse{Header: s.header(s.store.Rev())}, nil
+	if s.overQuota() && (r.Alarm == pb.AlarmType_NONE || r.Alarm == pb.AlarmType_NOSPACE) {
+		resp.Alarms = []*pb.AlarmMember{{MemberID: s.cluster.MemberID(), Alarm: pb.AlarmType_NOSPACE}}
+	}
+	return resp, nil
 }
 
 func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
@@ -37,6 +45,8 @@ func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb
 		RaftAppliedIndex: rs.AppliedIndex,
 		IsLearner:        rs.IsLearner,
 		StorageVersion:   StorageVersion,
+		DbSizeQuota:      s.cfg.QuotaBytes,
+		DowngradeInfo:    &pb.DowngradeInfo{},
 		Errors:           s.cluster.Errors(),
 	}, nil
 }

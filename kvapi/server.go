@@ -36,7 +36,8 @@ type RaftStatus struct {
 	IsLearner    bool
 }
 
-// Cluster tells the services who they are and who the other members are.
+// Cluster tells the services who they are and who the other members are. It
+// may also implement MembershipChanger.
 type Cluster interface {
 	ClusterID() uint64
 	MemberID() uint64
@@ -51,6 +52,7 @@ type Cluster interface {
 const (
 	DefaultMaxRequestBytes = 1536 * 1024
 	DefaultMaxTxnOps       = 128
+	DefaultQuotaBytes      = 2 << 30
 	// GRPCOverheadBytes is added to the request limit for gRPC's own receive
 	// limit, so that a request slightly too large gets etcd's
 	// "request is too large" error rather than a transport error.
@@ -71,6 +73,10 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps limits the operations in each list of a Txn (default DefaultMaxTxnOps).
 	MaxTxnOps int
+	// QuotaBytes is the store size above which writes that add data fail
+	// with etcd's "database space exceeded" (default DefaultQuotaBytes, as
+	// etcd's --quota-backend-bytes; compaction and deletes free space).
+	QuotaBytes int64
 	// AutoCompaction bounds the history kept (default: none, as etcd).
 	AutoCompaction AutoCompaction
 	// Logger receives state changes and errors worth a look (nil = discard).
@@ -85,6 +91,9 @@ func (c Config) Validate() error {
 	if c.MaxTxnOps < 0 {
 		return fmt.Errorf("kvapi: negative MaxTxnOps %d", c.MaxTxnOps)
 	}
+	if c.QuotaBytes < 0 {
+		return fmt.Errorf("kvapi: negative QuotaBytes %d", c.QuotaBytes)
+	}
 	return c.AutoCompaction.Validate()
 }
 
@@ -94,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTxnOps == 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.QuotaBytes == 0 {
+		c.QuotaBytes = DefaultQuotaBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -199,6 +211,12 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 		return nil, togRPCError(ctx, res.err)
 	}
 	return res.resp, nil
+}
+
+// overQuota reports whether the store holds more than the quota allows; writes
+// that add data are then refused, as etcd refuses them under its NOSPACE alarm.
+func (s *Server) overQuota() bool {
+	return s.store.Size() >= s.cfg.QuotaBytes
 }
 
 // readBarrier waits until a linearizable read may be served locally.

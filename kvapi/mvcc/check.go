@@ -189,7 +189,12 @@ func (ks *keySet) has(k []byte) bool {
 	return false
 }
 
+// add adds k unless it is there already: the set must not list a key twice,
+// or a caller walking it would see a duplicate write that is not one.
 func (ks *keySet) add(k []byte) {
+	if ks.has(k) {
+		return
+	}
 	if ks.m == nil && len(ks.list) < keySetSmall {
 		ks.list = append(ks.list, k)
 		return

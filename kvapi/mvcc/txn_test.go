@@ -472,3 +472,24 @@ func TestTxnEventsOrder(t *testing.T) {
 		t.Fatalf("events %v, want %s", got, want)
 	}
 }
+
+// The branches of a txn nested two levels deep may put the same key: the set
+// of keys the inner txn writes must list it once.
+func TestCheckTxnDeepNestedBranchesSameKey(t *testing.T) {
+	put := func(k string) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(k)}}}
+	}
+	txn := func(then, els []*pb.RequestOp) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: then, Failure: els}}}
+	}
+	inner := txn([]*pb.RequestOp{put("x")}, []*pb.RequestOp{put("x")})
+	r := &pb.TxnRequest{Success: []*pb.RequestOp{txn([]*pb.RequestOp{inner}, nil)}}
+	if err := CheckTxn(r, 0); err != nil {
+		t.Fatalf("CheckTxn = %v, want nil (etcd accepts it)", err)
+	}
+	// A sibling put of the same key is still a duplicate.
+	r.Success = append(r.Success, put("x"))
+	if err := CheckTxn(r, 0); err != ErrDuplicateKey {
+		t.Fatalf("CheckTxn with a sibling put = %v, want ErrDuplicateKey", err)
+	}
+}
