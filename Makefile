@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build run test test-unit test-mesh test-etcd lint bench clean
+.PHONY: help build run test test-unit test-mesh test-etcd lint bench proto clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,13 +25,16 @@ test-unit: ## unit tests with the race detector (in-memory transports)
 	$(GO) test -race -count=1 ./...
 
 test-mesh: ## tests over real mesh routers, without -race (mesh itself has data races)
-	$(GO) test -count=1 ./meshtransport/...
+	$(GO) test -count=1 -run 'Mesh|Example' . ./meshtransport/...
 
 test-etcd: ## differential and etcdctl tests against real etcd (nested module tests/)
 	cd tests && $(GO) test -count=1 ./...
 
 bench: ## Go benchmarks of the store, raft and a node
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
+
+proto: ## regenerate the Lock and Election protos in api/ (needs protoc)
+	./api/gen.sh
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,0 +1,214 @@
+package meshkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshkv/meshkv/kvapi"
+	"github.com/meshkv/meshkv/raftadapter"
+)
+
+// errNotMember is returned while the node has not yet formed or joined a
+// cluster; clients see etcd's "no leader".
+var errNotMember = fmt.Errorf("%w: not a member of a cluster yet", kvapi.ErrNoLeader)
+
+// replicator adapts the node's raft member to kvapi, translating its errors.
+type replicator struct{ n *Node }
+
+var _ kvapi.Replicator = replicator{}
+
+func (r replicator) Propose(ctx context.Context, data []byte) (any, error) {
+	rn := r.n.raft.Load()
+	if rn == nil {
+		return nil, errNotMember
+	}
+	v, err := rn.Propose(ctx, data)
+	return v, raftError(err)
+}
+
+func (r replicator) ReadIndex(ctx context.Context) error {
+	rn := r.n.raft.Load()
+	if rn == nil {
+		return errNotMember
+	}
+	return raftError(rn.ReadIndex(ctx))
+}
+
+// raftError maps raftadapter's errors to the ones kvapi turns into etcd's.
+func raftError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raftadapter.ErrNoLeader):
+		return fmt.Errorf("%w: %w", kvapi.ErrNoLeader, err)
+	case errors.Is(err, raftadapter.ErrLeaderChanged):
+		return fmt.Errorf("%w: %w", kvapi.ErrLeaderChanged, err)
+	case errors.Is(err, raftadapter.ErrStopped), errors.Is(err, raftadapter.ErrRemoved):
+		return fmt.Errorf("%w: %w", kvapi.ErrStopped, err)
+	case errors.Is(err, raftadapter.ErrTimeout), errors.Is(err, raftadapter.ErrOutcomeUnknown):
+		return fmt.Errorf("%w: %w", kvapi.ErrTimeout, err)
+	}
+	return err
+}
+
+// clusterView tells kvapi about this node's cluster.
+type clusterView struct{ n *Node }
+
+var _ kvapi.Cluster = clusterView{}
+
+func (c clusterView) ClusterID() uint64 { return c.n.clusterID.Load() }
+func (c clusterView) MemberID() uint64  { return c.n.id }
+
+func (c clusterView) RaftStatus() kvapi.RaftStatus {
+	rn := c.n.raft.Load()
+	if rn == nil {
+		return kvapi.RaftStatus{}
+	}
+	st := rn.Status()
+	return kvapi.RaftStatus{
+		Leader:       st.Leader,
+		Term:         st.Term,
+		CommitIndex:  st.CommitIndex,
+		AppliedIndex: st.AppliedIndex,
+		IsLearner:    slices.Contains(st.Learners, c.n.id),
+	}
+}
+
+// Members lists the raft members (voters, then learners, each by id) with the
+// names and client URLs they gossip. A member not currently seen on the mesh
+// is listed with its id only, as etcd lists an unstarted member.
+func (c clusterView) Members() []*pb.Member {
+	n := c.n
+	self := &pb.Member{ID: n.id, Name: n.cfg.Name, ClientURLs: n.clientURLs}
+	rn := n.raft.Load()
+	if rn == nil || n.members == nil {
+		return []*pb.Member{self}
+	}
+	st := rn.Status()
+	known := n.members.metaByRaftID()
+	var out []*pb.Member
+	add := func(id uint64, learner bool) {
+		m := &pb.Member{ID: id, IsLearner: learner}
+		if id == n.id {
+			m.Name, m.ClientURLs = self.Name, self.ClientURLs
+		} else if meta, ok := known[id]; ok {
+			m.Name, m.ClientURLs = meta.name, meta.clientURLs
+		}
+		out = append(out, m)
+	}
+	for _, id := range sorted(st.Voters) {
+		add(id, false)
+	}
+	for _, id := range sorted(st.Learners) {
+		add(id, true)
+	}
+	return out
+}
+
+// Errors reports conditions an operator must see in Status.
+func (c clusterView) Errors() []string {
+	if c.n.members == nil {
+		return nil
+	}
+	return c.n.members.errors()
+}
+
+func sorted(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
+
+var _ kvapi.MembershipChanger = clusterView{}
+
+// RemoveMember removes member id, as etcdctl member remove. The leader makes
+// the change; a follower forwards the request to the leader's client URL.
+func (c clusterView) RemoveMember(ctx context.Context, id uint64) error {
+	rn := c.n.raft.Load()
+	if rn == nil {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	st := rn.Status()
+	switch {
+	case !slices.Contains(st.Voters, id) && !slices.Contains(st.Learners, id):
+		return rpctypes.ErrGRPCMemberNotFound
+	case len(st.Voters) == 1 && st.Voters[0] == id:
+		return rpctypes.ErrGRPCMemberNotEnoughStarted
+	case !st.IsLeader:
+		return c.forward(ctx, st.Leader, func(cli *clientv3.Client) error {
+			_, err := cli.MemberRemove(ctx, id)
+			return err
+		})
+	}
+	return membershipError(rn.RemoveMember(ctx, id))
+}
+
+// PromoteMember promotes learner id to voter, as etcdctl member promote, if
+// it has caught up with the leader's log.
+func (c clusterView) PromoteMember(ctx context.Context, id uint64) error {
+	rn := c.n.raft.Load()
+	if rn == nil {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	st := rn.Status()
+	switch {
+	case slices.Contains(st.Voters, id):
+		return rpctypes.ErrGRPCMemberNotLearner
+	case !slices.Contains(st.Learners, id):
+		return rpctypes.ErrGRPCMemberNotFound
+	case !st.IsLeader:
+		return c.forward(ctx, st.Leader, func(cli *clientv3.Client) error {
+			_, err := cli.MemberPromote(ctx, id)
+			return err
+		})
+	case !caughtUp(st, id):
+		return rpctypes.ErrGRPCLearnerNotReady
+	}
+	return membershipError(rn.Promote(ctx, id))
+}
+
+// forward runs call against the leader through its advertised client URL.
+func (c clusterView) forward(ctx context.Context, leader uint64, call func(*clientv3.Client) error) error {
+	if leader == 0 || c.n.members == nil {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	meta, ok := c.n.members.metaByRaftID()[leader]
+	if !ok || len(meta.clientURLs) == 0 {
+		return rpctypes.ErrGRPCNotLeader // the leader serves no TCP clients: ask it in process
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   meta.clientURLs,
+		DialTimeout: 5 * time.Second,
+		Context:     ctx,
+		Logger:      zapDiscard(),
+	})
+	if err != nil {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	defer cli.Close()
+	return call(cli)
+}
+
+// membershipError maps raftadapter's membership errors to etcd's.
+func membershipError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raftadapter.ErrUnknownMember):
+		return rpctypes.ErrGRPCMemberNotFound
+	case errors.Is(err, raftadapter.ErrMemberExists):
+		return rpctypes.ErrGRPCMemberExist
+	case errors.Is(err, raftadapter.ErrNotLeader):
+		return rpctypes.ErrGRPCNotLeader
+	case errors.Is(err, raftadapter.ErrInvalidConfChange):
+		return rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	return raftError(err)
+}

@@ -1,0 +1,215 @@
+package meshkv
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/meshkv/meshkv/kvapi"
+)
+
+// Config configures a node. The zero value is a working single node with no
+// TCP listener; every field documents what its zero value means.
+type Config struct {
+	// Name is the member's human-readable name (default "default", as etcd).
+	Name string
+
+	// ListenClientURLs are the URLs to serve etcd's gRPC API on, such as
+	// "http://127.0.0.1:2379". Empty means no TCP listener: the node is then
+	// reachable only through Node.Client. Port 0 picks a free port; see
+	// Node.ClientAddrs.
+	ListenClientURLs []string
+	// AdvertiseClientURLs are the client URLs this member announces to clients
+	// (Cluster.MemberList). Empty means the actual listen addresses.
+	AdvertiseClientURLs []string
+
+	// MaxRequestBytes limits a write request's size (default 1.5 MiB, as etcd).
+	MaxRequestBytes int
+	// MaxTxnOps limits each operation list of a Txn (default 128, as etcd).
+	MaxTxnOps int
+	// QuotaBytes is the store size above which writes are refused with
+	// etcd's "database space exceeded" (default 2 GiB, as etcd's
+	// --quota-backend-bytes).
+	QuotaBytes int64
+
+	// TickInterval is the raft tick, etcd's heartbeat interval (default 100ms).
+	TickInterval time.Duration
+	// ElectionTimeout is the raft election timeout (default 1s, as etcd); it
+	// must be a multiple of TickInterval of at least 2.
+	ElectionTimeout time.Duration
+	// SnapshotCount is the number of applied entries after which the raft log
+	// is compacted into a snapshot (default 10000).
+	SnapshotCount uint64
+
+	// MeshListen is the HOST:PORT the mesh (peer) network listens on. Empty
+	// means no mesh: a standalone single node. The binary's default is
+	// 127.0.0.1:2380, etcd's peer port.
+	MeshListen string
+	// Peers are mesh addresses (HOST:PORT) to connect to at start.
+	Peers []string
+	// DisablePeerDiscovery makes the mesh connect only to Peers, not to peers
+	// it learns about from them (false: discover, the default).
+	DisablePeerDiscovery bool
+	// ClusterName groups nodes on one mesh into one cluster (default "meshkv").
+	ClusterName string
+	// InitialClusterSize is how many nodes of ClusterName must meet before
+	// they form a cluster (default 1: a node with no peers forms one alone).
+	// Nodes that arrive after a cluster exists join it.
+	InitialClusterSize int
+	// TargetVoters is the number of voting members the leader promotes
+	// learners up to (default 3; 1, 3, 5 or 7).
+	TargetVoters int
+	// DeadMemberTimeout is how long the mesh must report a member gone before
+	// the leader removes it (and promotes a learner in its place) (default 15s).
+	DeadMemberTimeout time.Duration
+	// LeaveTimeout bounds the graceful leave in Close: handing leadership
+	// over and waiting to be removed (default 5s).
+	LeaveTimeout time.Duration
+	// AutoCompactionMode and AutoCompactionRetention bound the MVCC history
+	// as etcd's flags of the same names do: mode "periodic" with a duration
+	// ("30m") or a number of hours, or "revision" with a number of revisions.
+	// Empty or "0" retention: no automatic compaction.
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+	// MeshPassword encrypts and authenticates mesh traffic; nodes with another
+	// password cannot join. Nil means no encryption; an empty password is
+	// refused.
+	MeshPassword []byte
+
+	// Logger receives the node's logs (nil = discard).
+	Logger *slog.Logger
+}
+
+// Defaults, as etcd's where etcd has one.
+const (
+	DefaultName            = "default"
+	DefaultTickInterval    = 100 * time.Millisecond
+	DefaultElectionTimeout = time.Second
+	DefaultSnapshotCount   = 10000
+	DefaultClusterName     = "meshkv"
+	DefaultTargetVoters    = 3
+	DefaultDeadMember      = 15 * time.Second
+	DefaultLeaveTimeout    = 5 * time.Second
+)
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("meshkv: invalid config")
+
+// Validate reports the first setting that cannot work. It changes nothing.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	for _, u := range c.ListenClientURLs {
+		if _, err := parseListenURL(u); err != nil {
+			return bad("listen client URL %q: %v", u, err)
+		}
+	}
+	for _, u := range c.AdvertiseClientURLs {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" {
+			return bad("advertise client URL %q is not a URL with a host", u)
+		}
+	}
+	if c.MaxRequestBytes < 0 || c.MaxTxnOps < 0 || c.QuotaBytes < 0 {
+		return bad("negative request limits")
+	}
+	if c.TickInterval < 0 || c.ElectionTimeout < 0 {
+		return bad("negative raft timing")
+	}
+	if c.DeadMemberTimeout < 0 || c.LeaveTimeout < 0 {
+		return bad("negative membership timeouts")
+	}
+	if _, err := kvapi.ParseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		return bad("%v", err)
+	}
+	if c.InitialClusterSize < 0 {
+		return bad("negative initial cluster size")
+	}
+	switch c.TargetVoters {
+	case 0, 1, 3, 5, 7:
+	default:
+		return bad("target voters %d: want 1, 3, 5 or 7", c.TargetVoters)
+	}
+	if c.MeshPassword != nil && len(c.MeshPassword) == 0 {
+		return bad("empty mesh password (it would authenticate nobody); leave it unset for no encryption")
+	}
+	if c.MeshListen == "" && (len(c.Peers) > 0 || c.InitialClusterSize > 1) {
+		return bad("peers or an initial cluster size need a mesh listen address")
+	}
+	if c.MeshListen != "" {
+		if _, _, err := net.SplitHostPort(c.MeshListen); err != nil {
+			return bad("mesh listen address %q: %v", c.MeshListen, err)
+		}
+	}
+	for _, p := range c.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return bad("peer %q: want HOST:PORT", p)
+		}
+	}
+	c = c.withDefaults()
+	if c.ElectionTimeout < 2*c.TickInterval {
+		return bad("election timeout %v must be at least twice the tick interval %v", c.ElectionTimeout, c.TickInterval)
+	}
+	return kvapi.Config{MaxRequestBytes: c.MaxRequestBytes, MaxTxnOps: c.MaxTxnOps}.Validate()
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.InitialClusterSize == 0 {
+		c.InitialClusterSize = 1
+	}
+	if c.TargetVoters == 0 {
+		c.TargetVoters = DefaultTargetVoters
+	}
+	if c.DeadMemberTimeout == 0 {
+		c.DeadMemberTimeout = DefaultDeadMember
+	}
+	if c.LeaveTimeout == 0 {
+		c.LeaveTimeout = DefaultLeaveTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// parseListenURL accepts an etcd client URL, http://host:port, and returns its
+// host:port. https is refused until TLS is served.
+func parseListenURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "http":
+	case "https":
+		return "", errors.New("TLS is not supported yet; use http")
+	default:
+		return "", fmt.Errorf("scheme %q: want http://host:port", u.Scheme)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return "", errors.New("want http://host:port")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return "", fmt.Errorf("unexpected path %q", u.Path)
+	}
+	return u.Host, nil
+}

@@ -1,0 +1,85 @@
+package meshkv_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// goList runs `go list -json` over the main module's packages.
+func goList(t *testing.T) []listedPackage {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []listedPackage
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p listedPackage
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) == 0 {
+		t.Fatal("go list found no packages")
+	}
+	return pkgs
+}
+
+type listedPackage struct {
+	ImportPath string
+	Doc        string
+	Imports    []string
+	Deps       []string
+}
+
+// TestPackageDocs fails for any package without a doc comment.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range goList(t) {
+		if strings.TrimSpace(p.Doc) == "" {
+			t.Errorf("package %s has no doc comment", p.ImportPath)
+		}
+	}
+}
+
+// TestDependencyDirection enforces the layering in the design: lower packages
+// never import upper ones or transports they are meant not to know. Project
+// packages and mesh are checked transitively; gRPC only for direct imports
+// (etcd's generated protos pull it in everywhere).
+func TestDependencyDirection(t *testing.T) {
+	const mod = "github.com/meshkv/meshkv"
+	const grpc = "google.golang.org/grpc"
+	forbidden := map[string][]string{
+		mod + "/kvapi/mvcc":    {"go.etcd.io/raft/v3", grpc, "github.com/weaveworks/mesh", mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport"},
+		mod + "/kvapi":         {"github.com/weaveworks/mesh", mod + "/meshtransport", mod + "/raftadapter"},
+		mod + "/raftadapter":   {"github.com/weaveworks/mesh", grpc, mod + "/kvapi", mod + "/meshtransport"},
+		mod + "/meshtransport": {mod + "/kvapi", mod + "/raftadapter", grpc},
+	}
+	for _, p := range goList(t) {
+		for _, b := range forbidden[p.ImportPath] {
+			deps := p.Deps
+			if b == grpc {
+				deps = p.Imports
+			}
+			for _, d := range deps {
+				if (d == b || strings.HasPrefix(d, b+"/")) && !strings.HasPrefix(d, p.ImportPath+"/") {
+					t.Errorf("%s imports %s (forbidden: %s)", p.ImportPath, d, b)
+				}
+			}
+		}
+	}
+}
+
+// TestLeanModule checks that embedding meshkv does not pull in etcd's server.
+func TestLeanModule(t *testing.T) {
+	out, err := exec.Command("go", "mod", "graph").Output()
+	if err != nil {
+		t.Fatalf("go mod graph: %v", err)
+	}
+	if strings.Contains(string(out), "go.etcd.io/etcd/server/v3") {
+		t.Fatal("the main module's graph names go.etcd.io/etcd/server/v3; keep etcd's server in tests/")
+	}
+}

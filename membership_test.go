@@ -1,0 +1,301 @@
+//go:build !race
+
+// Real mesh routers: see mesh_test.go for why these tests skip -race.
+
+package meshkv_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshkv/meshkv"
+	"github.com/meshkv/meshkv/internal/netproxy"
+)
+
+const testDeadMember = 2 * time.Second
+
+func withDeadMember(i int, c *meshkv.Config) { c.DeadMemberTimeout = testDeadMember }
+
+// add starts one more node that dials every node not yet killed.
+func (tc *testCluster) add(t *testing.T) int {
+	t.Helper()
+	i := len(tc.nodes)
+	var peers []string
+	for j, nd := range tc.nodes {
+		if tc.killed[j] {
+			continue
+		}
+		p, err := netproxy.New("127.0.0.1:0", nd.MeshAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		tc.proxies[[2]int{j, i}] = p
+		peers = append(peers, p.Addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nd, err := meshkv.Start(ctx, meshkv.Config{
+		Name:                 fmt.Sprintf("n%d", i),
+		ClusterName:          tc.name,
+		MeshListen:           "127.0.0.1:0",
+		Peers:                peers,
+		DisablePeerDiscovery: true,
+		TickInterval:         testTick,
+		ElectionTimeout:      testElection,
+		DeadMemberTimeout:    testDeadMember,
+		Logger:               testLogger(t, fmt.Sprintf("n%d", i)),
+	})
+	if err != nil {
+		t.Fatalf("start node %d: %v", i, err)
+	}
+	t.Cleanup(func() { nd.Close() })
+	tc.nodes = append(tc.nodes, nd)
+	return i
+}
+
+// kill makes node i vanish as a crashed process would: every link to it
+// goes silent. (A mesh router cannot be stopped inside a process.)
+func (tc *testCluster) kill(i int) {
+	tc.t.Helper()
+	for link, p := range tc.proxies {
+		if link[0] == i || link[1] == i {
+			if err := p.Cut(netproxy.Blackhole); err != nil {
+				tc.t.Fatal(err)
+			}
+		}
+	}
+	if tc.killed == nil {
+		tc.killed = map[int]bool{}
+	}
+	tc.killed[i] = true
+}
+
+// live returns a node that has not been killed.
+func (tc *testCluster) live() *meshkv.Node {
+	for i, nd := range tc.nodes {
+		if !tc.killed[i] {
+			return nd
+		}
+	}
+	tc.t.Fatal("no live node")
+	return nil
+}
+
+// voters returns the voter and learner ids as a live member sees them.
+func (tc *testCluster) membership() (voters, learners []uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ml, err := tc.live().Client().MemberList(ctx)
+	if err != nil {
+		return nil, nil
+	}
+	for _, m := range ml.Members {
+		if m.IsLearner {
+			learners = append(learners, m.ID)
+		} else {
+			voters = append(voters, m.ID)
+		}
+	}
+	return voters, learners
+}
+
+func (tc *testCluster) liveIDs() []uint64 {
+	var ids []uint64
+	for i, nd := range tc.nodes {
+		if !tc.killed[i] {
+			ids = append(ids, nd.ID())
+		}
+	}
+	return ids
+}
+
+// waitVoters waits until the cluster has want voters, all of them live.
+func (tc *testCluster) waitVoters(want int, timeout time.Duration) {
+	tc.t.Helper()
+	waitFor(tc.t, timeout, fmt.Sprintf("%d live voters", want), func() bool {
+		v, _ := tc.membership()
+		if len(v) != want {
+			return false
+		}
+		for _, id := range v {
+			if !slices.Contains(tc.liveIDs(), id) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestMeshDeadVoterReplacedByLearner(t *testing.T) {
+	tc := startCluster(t, 4, 3, fullMesh, withDeadMember)
+	tc.waitVoters(3, 20*time.Second)
+	if err := put(tc.nodes[0].Client(), "durable", "yes", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	voters, learners := tc.membership()
+	if len(learners) != 1 {
+		t.Fatalf("want one spare learner, got voters %x learners %x", voters, learners)
+	}
+	victim := slices.IndexFunc(tc.nodes, func(n *meshkv.Node) bool { return n.ID() == voters[0] })
+	killedAt := time.Now()
+	tc.kill(victim)
+	tc.waitVoters(3, testDeadMember+15*time.Second)
+	t.Logf("dead voter replaced %v after the kill (dead-member timeout %v)", time.Since(killedAt), testDeadMember)
+	// The cluster tolerates another failure.
+	v, _ := tc.membership()
+	second := slices.IndexFunc(tc.nodes, func(n *meshkv.Node) bool { return n.ID() == v[0] })
+	tc.kill(second)
+	if err := put(tc.live().Client(), "after-two-failures", "ok", 10*time.Second); err != nil {
+		t.Fatalf("no write after the second failure: %v", err)
+	}
+	if v, err := getValue(tc.live().Client(), "durable", 5*time.Second); err != nil || v != "yes" {
+		t.Fatalf("lost a write: %q %v", v, err)
+	}
+}
+
+// Kill a voter and start a fresh node, ten times: the cluster never loses
+// data, and each cycle costs at most about one election of unavailability.
+func TestMeshKillReplaceCycles(t *testing.T) {
+	cycles := 10
+	if testing.Short() {
+		cycles = 3
+	}
+	tc := startCluster(t, 3, 3, fullMesh, withDeadMember)
+	var acked []string
+	for c := range cycles {
+		l := tc.leader(keys(tc.killed)...)
+		victim := (l + 1) % len(tc.nodes)
+		for tc.killed[victim] || victim == l {
+			victim = (victim + 1) % len(tc.nodes)
+		}
+		if c%3 == 2 {
+			victim = l // every third cycle the leader dies
+		}
+		tc.kill(victim)
+		gap := measureUnavailabilityVia(t, tc, 500*time.Millisecond, func() bool {
+			v, _ := tc.membership()
+			return len(v) == 2 || len(v) == 3 && !slices.Contains(v, tc.nodes[victim].ID())
+		})
+		tc.add(t)
+		tc.waitVoters(3, 30*time.Second)
+		key := fmt.Sprintf("cycle-%d", c)
+		if err := put(tc.live().Client(), key, "v", 5*time.Second); err != nil {
+			t.Fatalf("cycle %d: %v", c, err)
+		}
+		acked = append(acked, key)
+		t.Logf("cycle %d: killed n%d (leader %v), longest write gap %v", c, victim, victim == l, gap)
+		if gap > 3*time.Second {
+			t.Fatalf("cycle %d: writes stalled for %v", c, gap)
+		}
+	}
+	for i, nd := range tc.nodes {
+		if tc.killed[i] {
+			continue
+		}
+		for _, k := range acked {
+			if v, err := getValue(nd.Client(), k, 5*time.Second); err != nil || v != "v" {
+				t.Fatalf("node %d lost %s: %q %v", i, k, v, err)
+			}
+		}
+	}
+}
+
+func keys(m map[int]bool) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// measureUnavailabilityVia writes through live nodes until done reports true
+// (or a deadline) and returns the longest gap between successful writes.
+func measureUnavailabilityVia(t *testing.T, tc *testCluster, every time.Duration, done func() bool) time.Duration {
+	t.Helper()
+	last, longest := time.Now(), time.Duration(0)
+	deadline := time.Now().Add(testDeadMember + 20*time.Second)
+	for n := 0; !done() && time.Now().Before(deadline); n++ {
+		if err := put(tc.live().Client(), "probe", fmt.Sprint(n), time.Second); err == nil {
+			longest = max(longest, time.Since(last))
+			last = time.Now()
+		}
+		time.Sleep(every / 10)
+	}
+	return max(longest, time.Since(last))
+}
+
+// Every member is closed and replaced by a fresh node, one at a time: every
+// acknowledged key survives.
+func TestMeshRollingRestart(t *testing.T) {
+	tc := startCluster(t, 3, 3, fullMesh, withDeadMember)
+	for i := range 20 {
+		if err := put(tc.nodes[0].Client(), fmt.Sprintf("k%d", i), "v", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		start := time.Now()
+		if err := tc.nodes[i].Close(); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+		tc.kill(i)
+		tc.add(t)
+		tc.waitVoters(3, 30*time.Second)
+		t.Logf("member %d replaced in %v", i, time.Since(start))
+	}
+	for _, nd := range tc.nodes[3:] {
+		for i := range 20 {
+			if v, err := getValue(nd.Client(), fmt.Sprintf("k%d", i), 5*time.Second); err != nil || v != "v" {
+				t.Fatalf("k%d lost after the rolling restart: %q %v", i, v, err)
+			}
+		}
+	}
+}
+
+// A member cut off with a minority never removes anyone, and when healed it
+// is either still a member or cleanly replaced.
+func TestMeshMinorityNeverRemoves(t *testing.T) {
+	tc := startCluster(t, 3, 3, fullMesh, withDeadMember)
+	l := tc.leader()
+	before, _ := tc.membership()
+	for j := range 3 {
+		if j != l {
+			tc.cut(l, j, netproxy.Blackhole)
+		}
+	}
+	// Longer than the dead-member timeout: the majority replaces nobody
+	// either (it has no spare), and the isolated old leader removes nobody.
+	time.Sleep(testDeadMember + 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := tc.nodes[l].Client().MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != len(before) {
+		t.Fatalf("the isolated member's view changed: %d members, want %d", len(st.Members), len(before))
+	}
+	for j := range 3 {
+		if j != l {
+			tc.heal(l, j)
+		}
+	}
+	waitFor(t, 20*time.Second, "the healed member to serve again or be replaced", func() bool {
+		v, err := getValue(tc.nodes[l].Client(), "x", time.Second)
+		return err == nil && v == "" || tc.nodes[l].Err() != nil
+	})
+	ids := map[uint64]int{}
+	voters, learners := tc.membership()
+	for _, id := range append(voters, learners...) {
+		ids[id]++
+		if ids[id] > 1 {
+			t.Fatalf("member %x listed twice", id)
+		}
+	}
+}
