@@ -212,3 +212,25 @@ func membershipError(err error) error {
 	}
 	return raftError(err)
 }
+
+var _ kvapi.LeaderMover = clusterView{}
+
+// MoveLeader hands leadership to voter to. Like etcd, only the leader accepts
+// it (etcdctl move-leader finds the leader itself).
+func (c clusterView) MoveLeader(ctx context.Context, to uint64) error {
+	rn := c.n.raft.Load()
+	if rn == nil {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	st := rn.Status()
+	switch {
+	case !st.IsLeader:
+		return rpctypes.ErrGRPCNotLeader
+	case !slices.Contains(st.Voters, to):
+		return rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if err := rn.TransferLeadership(ctx, to); err != nil {
+		return raftError(err)
+	}
+	return nil
+}

@@ -257,6 +257,18 @@ func TestMeshClusterServesFromEveryMember(t *testing.T) {
 func TestMeshLeaderFailoverAndTransfer(t *testing.T) {
 	tc := startCluster(t, 3, 3, fullMesh, nil)
 	l := tc.leader()
+	// etcdctl move-leader: only the leader accepts it.
+	to := (l + 1) % 3
+	if _, err := tc.nodes[to].Client().MoveLeader(ctxTimeout(t, 5*time.Second), tc.nodes[l].ID()); err == nil {
+		t.Fatal("a follower accepted move-leader")
+	}
+	if _, err := tc.nodes[l].Client().MoveLeader(ctxTimeout(t, 5*time.Second), tc.nodes[to].ID()); err != nil {
+		t.Fatalf("move-leader: %v", err)
+	}
+	if got := tc.leader(); got != to {
+		t.Fatalf("leader after move-leader = n%d, want n%d", got, to)
+	}
+	l = to
 	if err := put(tc.nodes[(l+1)%3].Client(), "before", "1", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -84,8 +84,23 @@ func (s maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_Snapshot
 	return status.Error(codes.Unimplemented, "meshkv: the store is in memory; there is no database file to snapshot")
 }
 
+// LeaderMover is implemented by a Cluster that can hand leadership to another
+// voter. Its errors are etcd's gRPC errors.
+type LeaderMover interface {
+	MoveLeader(ctx context.Context, to uint64) error
+}
+
+// MoveLeader hands leadership to voter TargetID, as etcdctl move-leader. As in
+// etcd, it must be sent to the leader.
 func (s maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "meshkv: move-leader is not supported yet")
+	lm, ok := s.cluster.(LeaderMover)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot move leadership")
+	}
+	if err := lm.MoveLeader(ctx, r.TargetID); err != nil {
+		return nil, togRPCError(ctx, err)
+	}
+	return &pb.MoveLeaderResponse{Header: s.header(s.store.Rev())}, nil
 }
 
 func (s maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 {
+		t.Fatalf("--version exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "meshkv Version:") || !strings.Contains(out.String(), "etcd API Version: 3.6") {
+		t.Fatalf("--version printed %q", out.String())
+	}
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, f := range []string{"name", "listen-client-urls", "advertise-client-urls", "mesh-listen", "peers",
+		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file",
+		"dead-member-timeout", "auto-compaction-mode", "auto-compaction-retention", "quota-backend-bytes",
+		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "version"} {
+		if !strings.Contains(errb.String(), "-"+f) {
+			t.Errorf("--help does not mention --%s", f)
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"unknown flag":       {"--no-such-flag"},
+		"stray argument":     {"serve"},
+		"bad log level":      {"--log-level", "loud"},
+		"empty password":     {"--mesh-password-file", empty},
+		"missing password":   {"--mesh-password-file", filepath.Join(t.TempDir(), "absent")},
+		"bad client url":     {"--listen-client-urls", "127.0.0.1:2379"},
+		"bad voters":         {"--target-voters", "4"},
+		"bad compaction":     {"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"},
+		"zero heartbeat":     {"--heartbeat-interval", "0"},
+		"election too short": {"--heartbeat-interval", "100", "--election-timeout", "150"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("%s: exit %d, want 2 (stderr %q)", name, code, errb.String())
+		} else if errb.Len() == 0 {
+			t.Errorf("%s: no error message", name)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"--name", "a", "--peers", "10.0.0.2:2380, 10.0.0.3:2380", "--peer-discovery=false",
+		"--mesh-password-file", pw, "--heartbeat-interval", "50", "--election-timeout", "500"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Name != "a" || len(c.Peers) != 2 || c.Peers[1] != "10.0.0.3:2380" || !c.DisablePeerDiscovery ||
+		string(c.MeshPassword) != "s3cret" || c.TickInterval != 50*time.Millisecond || c.ElectionTimeout != 500*time.Millisecond {
+		t.Fatalf("parsed config = %+v", c)
+	}
+	if c.MeshListen != "127.0.0.1:2380" || len(c.ListenClientURLs) != 1 || c.ListenClientURLs[0] != "http://127.0.0.1:2379" {
+		t.Fatalf("defaults: mesh %q clients %v; want etcd's ports", c.MeshListen, c.ListenClientURLs)
+	}
+}
