@@ -71,14 +71,16 @@
 // mesh's route to the peer, and the reply (matched by number) carries the
 // replier's live set. After ProbeFailures consecutive unanswered rounds
 // (twice as many for a peer that has never answered, whose mesh route may
-// still be forming) the peer's direct route is dead: messages for it are then wrapped in a relay
-// frame and sent to a third peer that we probe live and whose newest reply
+// still be forming) the peer's direct route is dead: messages for it are
+// then wrapped in a relay frame and sent to a third peer that we probe live and whose newest reply
 // lists the destination as live (the current relay is kept while it stays
 // usable, else the lowest round trip wins). The relay forwards the inner
 // frame on its own direct route only; a relayed frame is never relayed
 // again. Probing of the direct route continues, and the first answered probe
-// switches traffic back. With neither route nor detour, messages are
-// dropped and reported unreachable. Messages are routed to the relay's queue
+// switches traffic back. With no detour, messages still go the direct way
+// (the probes may be wrong when a starved CPU misses replies; dropping would
+// cut raft off for sure) and the peer is reported unreachable to raft, which
+// then probes it gently. Messages are routed to the relay's queue
 // at Send time, so a sender stuck in a write to the dead peer does not hold
 // them back.
 //

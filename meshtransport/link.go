@@ -298,9 +298,9 @@ func (l *link) send(w work) {
 		_, _ = l.deliver(l, f)
 	}
 	for _, f := range w.fwd {
-		// Forwarded frames go direct only: a relayed frame is never relayed
-		// again.
-		if l.route.Load().dead || l.unicast(l.peer, f) != nil {
+		// Forwarded frames go direct only, whatever the probes say: a
+		// relayed frame is never relayed again.
+		if l.unicast(l.peer, f) != nil {
 			t.stats.relayDropped.Add(1)
 			continue
 		}
@@ -334,7 +334,8 @@ func (l *link) deliver(dst *link, frame []byte) (detoured bool, err error) {
 			return false, l.unicast(l.peer, frame)
 		}
 		if r.relay == nil {
-			return false, errNoRoute
+			// No detour: try the direct way anyway (see Transport.Send).
+			return false, l.unicast(l.peer, frame)
 		}
 		return true, l.sendVia(r.relay.peer, l.peer, frame)
 	}

@@ -10,7 +10,8 @@ type Stats struct {
 	Received uint64 // raft messages stepped into the handler
 
 	DroppedQueueFull uint64 // destination queue full
-	DroppedNoRoute   uint64 // unknown raft id, or dead route with no detour, or mesh refused the send
+	DroppedNoRoute   uint64 // unknown raft id, or mesh refused the send
+	Suspect          uint64 // sent the direct way although probes call the route dead and no detour exists
 	DroppedEncode    uint64 // could not be marshalled, or larger than MaxTransfer
 	DroppedClosed    uint64 // Send after Close
 	DroppedNoHandler uint64 // inbound raft traffic before SetHandler
@@ -45,7 +46,7 @@ type counters struct {
 	droppedNoHandler, droppedInbound, malformed, misaddressed                      atomic.Uint64
 	detoured, detouredChunks, relayed, relayDropped                                atomic.Uint64
 	chunksSent, chunksReceived, snapshotsSent, transfersFailed, transfersAbandoned atomic.Uint64
-	probesSent, probeReplies, foreignCluster                                       atomic.Uint64
+	probesSent, probeReplies, foreignCluster, suspect                              atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -57,6 +58,7 @@ func (t *Transport) Stats() Stats {
 		Received:           c.received.Load(),
 		DroppedQueueFull:   c.droppedQueueFull.Load(),
 		DroppedNoRoute:     c.droppedNoRoute.Load(),
+		Suspect:            c.suspect.Load(),
 		DroppedEncode:      c.droppedEncode.Load(),
 		DroppedClosed:      c.droppedClosed.Load(),
 		DroppedNoHandler:   c.droppedNoHandler.Load(),

@@ -332,13 +332,19 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 			t.drop(m, &t.stats.droppedNoRoute)
 			continue
 		}
+		// A dead route with a detour goes through the relay. With no detour
+		// the message still goes the direct way, and raft hears that the
+		// peer is suspect: the probes may be wrong (a starved CPU misses
+		// replies), and dropping would cut raft off for sure where trying
+		// costs at most this peer's queue.
 		owner := l
 		if r := l.route.Load(); r.dead {
-			if r.relay == nil {
-				t.drop(m, &t.stats.droppedNoRoute)
-				continue
+			if r.relay != nil {
+				owner = r.relay
+			} else {
+				t.stats.suspect.Add(1)
+				t.reports.unreachable(m.To)
 			}
-			owner = r.relay
 		}
 		if !owner.push(outItem{dst: l, msg: *m}) {
 			t.drop(m, &t.stats.droppedQueueFull)

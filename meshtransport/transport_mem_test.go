@@ -378,17 +378,24 @@ func TestMemNoDetourAvailable(t *testing.T) {
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		n.cutBoth(a, b, cutDrop)
 		waitFor(t, 2*time.Second, "b dead", func() bool { p, _ := peerOf(a, b); return !p.Live })
-		before := a.Stats().DroppedNoRoute
+		before := a.Stats().Suspect
 		a.Send([]raftpb.Message{msg(1, 2, 1)})
 		synctest.Wait()
-		if a.Stats().DroppedNoRoute != before+1 {
-			t.Errorf("DroppedNoRoute grew by %d, want 1", a.Stats().DroppedNoRoute-before)
+		if a.Stats().Suspect != before+1 {
+			t.Errorf("Suspect grew by %d, want 1: with no detour the message still goes the direct way", a.Stats().Suspect-before)
 		}
 		if ra.unreachableCount(2) == 0 {
 			t.Error("no ReportUnreachable")
 		}
 		if rb.has(1, 1) {
 			t.Error("message arrived through a cut")
+		}
+		// When the probes were wrong (the link works), the message arrives.
+		n.cutBoth(a, b, cutNone)
+		a.Send([]raftpb.Message{msg(1, 2, 2)})
+		synctest.Wait()
+		if !rb.has(1, 2) {
+			t.Error("a message for a peer the probes wrongly call dead was dropped")
 		}
 	})
 }
