@@ -126,6 +126,7 @@ func (n *Node) start() error {
 		MaxRequestBytes: n.cfg.MaxRequestBytes,
 		MaxTxnOps:       n.cfg.MaxTxnOps,
 		QuotaBytes:      n.cfg.QuotaBytes,
+		RequestTimeout:  5*time.Second + 2*n.cfg.ElectionTimeout,
 		AutoCompaction:  ac,
 		Logger:          n.cfg.Logger,
 	}, n.store, replicator{n}, clusterView{n})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -53,6 +54,7 @@ const (
 	DefaultMaxRequestBytes = 1536 * 1024
 	DefaultMaxTxnOps       = 128
 	DefaultQuotaBytes      = 2 << 30
+	DefaultRequestTimeout  = 7 * time.Second
 	// GRPCOverheadBytes is added to the request limit for gRPC's own receive
 	// limit, so that a request slightly too large gets etcd's
 	// "request is too large" error rather than a transport error.
@@ -73,6 +75,10 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps limits the operations in each list of a Txn (default DefaultMaxTxnOps).
 	MaxTxnOps int
+	// RequestTimeout bounds how long a request waits for replication,
+	// including waiting for a leader during an election (default
+	// DefaultRequestTimeout; etcd uses 5s plus twice the election timeout).
+	RequestTimeout time.Duration
 	// QuotaBytes is the store size above which writes that add data fail
 	// with etcd's "database space exceeded" (default DefaultQuotaBytes, as
 	// etcd's --quota-backend-bytes; compaction and deletes free space).
@@ -91,6 +97,9 @@ func (c Config) Validate() error {
 	if c.MaxTxnOps < 0 {
 		return fmt.Errorf("kvapi: negative MaxTxnOps %d", c.MaxTxnOps)
 	}
+	if c.RequestTimeout < 0 {
+		return fmt.Errorf("kvapi: negative RequestTimeout %v", c.RequestTimeout)
+	}
 	if c.QuotaBytes < 0 {
 		return fmt.Errorf("kvapi: negative QuotaBytes %d", c.QuotaBytes)
 	}
@@ -106,6 +115,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QuotaBytes == 0 {
 		c.QuotaBytes = DefaultQuotaBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -199,7 +211,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	if len(data) > s.cfg.MaxRequestBytes {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
-	v, err := s.rep.Propose(ctx, data)
+	v, err := s.replicate(ctx, data)
 	if err != nil {
 		return nil, togRPCError(ctx, err)
 	}
@@ -219,8 +231,41 @@ func (s *Server) overQuota() bool {
 	return s.store.Size() >= s.cfg.QuotaBytes
 }
 
-// readBarrier waits until a linearizable read may be served locally.
+// replicate proposes data, waiting out elections: a proposal that was
+// certainly not applied (no leader to take it, or a leader change that
+// orphaned it) is proposed again until it is applied or the request times out,
+// as etcd's server waits for a leader instead of failing at once.
+func (s *Server) replicate(ctx context.Context, data []byte) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	backoff := retryBackoffMin
+	for {
+		v, err := s.rep.Propose(ctx, data)
+		if err == nil || !(errors.Is(err, ErrNoLeader) || errors.Is(err, ErrLeaderChanged)) {
+			return v, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
+
+// Retry pacing while waiting for a leader.
+const (
+	retryBackoffMin = 5 * time.Millisecond
+	retryBackoffMax = 100 * time.Millisecond
+)
+
+// readBarrier waits until a linearizable read may be served locally, for at
+// most the request timeout.
 func (s *Server) readBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
 	if err := s.rep.ReadIndex(ctx); err != nil {
 		return togRPCError(ctx, err)
 	}
