@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build run test test-unit test-mesh test-etcd lint bench proto clean
+.PHONY: help build run test test-unit test-mesh test-etcd lint bench proto chaos chaos-short clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -13,7 +13,7 @@ build: ## build bin/meshkv
 run: ## run a single node on 127.0.0.1:2379, ready for etcdctl
 	$(GO) run ./cmd/meshkv
 
-test: lint test-unit test-mesh test-etcd ## everything CI runs
+test: lint test-unit test-mesh test-etcd chaos-short ## everything CI runs
 
 lint: ## gofmt and go vet, both modules
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,6 +32,13 @@ test-etcd: ## differential and etcdctl tests against real etcd (nested module te
 
 bench: ## Go benchmarks of the store, raft and a node
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
+
+chaos: build ## every chaos scenario against a real multi-process cluster (about 5 minutes)
+	$(GO) run ./chaos run all --bin $(BIN)/meshkv --out chaos-out
+
+chaos-short: build ## the quick chaos suite CI runs, incl. a silent non-transitive cut and the checkers' self-test
+	$(GO) run ./chaos run short --bin $(BIN)/meshkv --out chaos-out
+	$(GO) run ./chaos selftest --bin $(BIN)/meshkv --out chaos-out
 
 proto: ## regenerate the Lock and Election protos in api/ (needs protoc)
 	./api/gen.sh
