@@ -19,7 +19,17 @@
 // meshtransport carries Raft's messages over the mesh. This package is the only
 // one that knows all of them; it wires them together.
 //
-// Goroutines: a Node owns the raft loop (in raftadapter), one gRPC server per
-// listener plus the in-memory one, and their accept loops. Close stops them all
-// and waits for them.
+// With [Config.MeshListen] set, nodes meet over a Weave Mesh network: they form
+// one cluster once [Config.InitialClusterSize] of them see each other, later
+// nodes join it as learners and are promoted up to [Config.TargetVoters], and
+// the leader replaces members the mesh reports gone for
+// [Config.DeadMemberTimeout]. [Node.Close] leaves the cluster gracefully.
+//
+// Goroutines a Node owns: the raft loop and snapshot writer (raftadapter), the
+// mesh transport's senders, receiver and prober (meshtransport), the
+// membership loop (bootstrap, then the leader's membership duties), the
+// services' background loop (lease expiry, watch hub, auto-compaction), and
+// one gRPC server serving the in-memory listener and every TCP listener. Close
+// stops them all and waits for them; mesh's own router goroutines outlive
+// Close until the process exits (mesh cannot stop them).
 package meshkv
