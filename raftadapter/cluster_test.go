@@ -199,8 +199,9 @@ func TestIsolatedLeaderNeverAcknowledges(t *testing.T) {
 			t.Errorf("node %d: k = %q, want after", id, v)
 		}
 	}
-	if m := n.Status().Metrics; m.ProposalsLost != 1 || m.PendingProposals != 0 {
-		t.Errorf("old leader: lost %d pending %d, want 1 and 0", m.ProposalsLost, m.PendingProposals)
+	if m := n.Status().Metrics; m.ProposalsLost != 1 || m.PendingProposals != 0 || m.Reproposed != 0 {
+		t.Errorf("old leader: lost %d pending %d reproposed %d, want 1, 0 and 0 (its entry was in its own log)",
+			m.ProposalsLost, m.PendingProposals, m.Reproposed)
 	}
 }
 

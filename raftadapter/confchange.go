@@ -20,8 +20,9 @@ type confRequest struct {
 	w       *waiter
 
 	// Owned by the raft loop.
-	proposed       bool // stepped into raft and waiting to be applied
-	checkRefusal   bool // the next Ready tells whether raft accepted it
+	seenIndex      uint64 // index once in the local log
+	proposed       bool   // stepped into raft and waiting to be applied
+	checkRefusal   bool   // the next Ready tells whether raft accepted it
 	tried          bool
 	lastTryApplied uint64
 	lastTryTick    uint64
@@ -34,6 +35,7 @@ func (l *loop) addConf(c *confRequest) {
 	case l.removed:
 		c.w.done <- result{err: ErrRemoved}
 	default:
+		c.w.seq = l.nextSeq()
 		l.confQueue = append(l.confQueue, c)
 	}
 }
@@ -85,7 +87,7 @@ func (l *loop) tryConfChange() bool {
 			continue
 		}
 		c.proposed, c.checkRefusal = true, true
-		c.w.term, c.w.seenIndex = bs.Term, 0
+		c.w.term, c.seenIndex = bs.Term, 0
 		l.waiters[c.w.seq] = c.w
 		l.c.pendingProposals.Add(1)
 		return true
@@ -221,13 +223,17 @@ func (l *loop) applyConfEntry(e *raftpb.Entry) {
 	l.setConfState(cs)
 }
 
-// noteAppended records where this node's pending membership change landed
-// in the local log, which tells checkConfRefused that raft accepted it.
+// noteAppended records which of this node's pending proposals reached the
+// local log in their own term (they need no re-proposal) and where its
+// pending membership change landed, which tells checkConfRefused that raft
+// accepted it.
 func (l *loop) noteAppended(ents []raftpb.Entry) {
-	if len(l.confQueue) == 0 || !l.confQueue[0].proposed || l.confQueue[0].w.seenIndex != 0 {
+	l.noteProposalsAppended(ents)
+	if len(l.confQueue) == 0 || !l.confQueue[0].proposed || l.confQueue[0].seenIndex != 0 {
 		return
 	}
-	w := l.confQueue[0].w
+	c := l.confQueue[0]
+	w := c.w
 	for i := range ents {
 		if ents[i].Type != raftpb.EntryConfChangeV2 {
 			continue
@@ -237,7 +243,7 @@ func (l *loop) noteAppended(ents []raftpb.Entry) {
 			continue
 		}
 		if env, _, ok := parseEnvelope(cc.Context); ok && env.proposer == l.id && env.seq == w.seq {
-			w.seenIndex = ents[i].Index
+			c.seenIndex = ents[i].Index
 		}
 	}
 }
@@ -252,7 +258,7 @@ func (l *loop) checkConfRefused() {
 		return
 	}
 	c.checkRefusal = false
-	if l.waiters[c.w.seq] != c.w || c.w.seenIndex != 0 {
+	if l.waiters[c.w.seq] != c.w || c.seenIndex != 0 {
 		return // applied already, or accepted
 	}
 	// Refused: an earlier change may still be unapplied. Try again later.

@@ -51,6 +51,13 @@ type Config struct {
 	// Default 1.
 	HeartbeatTicks int
 
+	// ReproposeTicks is how many ticks a proposal forwarded by a follower may
+	// stay out of the follower's log before the follower proposes it again
+	// (same envelope; every member applies only the first copy). raft never
+	// retransmits a forwarded proposal, so this is what recovers one whose
+	// message was lost. Must not be negative. Default ElectionTicks.
+	ReproposeTicks int
+
 	// SnapshotCount is the number of applied entries after which the node
 	// captures a state machine snapshot and compacts its log. Default 10000.
 	SnapshotCount uint64
@@ -134,6 +141,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ElectionTicks <= c.HeartbeatTicks {
 		return bad("ElectionTicks %d must exceed HeartbeatTicks %d", c.ElectionTicks, c.HeartbeatTicks)
+	}
+	if c.ReproposeTicks < 0 {
+		return bad("ReproposeTicks %d is negative", c.ReproposeTicks)
+	}
+	if c.ReproposeTicks == 0 {
+		c.ReproposeTicks = c.ElectionTicks
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = DefaultSnapshotCount

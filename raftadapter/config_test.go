@@ -28,8 +28,9 @@ func TestConfigValidate(t *testing.T) {
 		{"negative inflight", raftadapter.Config{ID: 1, MaxInflightMsgs: -1}, false},
 		{"negative inbound", raftadapter.Config{ID: 1, MaxInboundMsgs: -1}, false},
 		{"negative close timeout", raftadapter.Config{ID: 1, CloseTimeout: -1}, false},
+		{"negative repropose ticks", raftadapter.Config{ID: 1, ReproposeTicks: -1}, false},
 		{"everything set", raftadapter.Config{ID: 1, TickInterval: time.Millisecond, ElectionTicks: 5, HeartbeatTicks: 2,
-			SnapshotCount: 10, SnapshotCatchUpEntries: 1, MaxSizePerMsg: 1, MaxInflightMsgs: 1, MaxInboundMsgs: 1}, true},
+			ReproposeTicks: 1, SnapshotCount: 10, SnapshotCatchUpEntries: 1, MaxSizePerMsg: 1, MaxInflightMsgs: 1, MaxInboundMsgs: 1}, true},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.Validate()

@@ -11,9 +11,10 @@
 //   - Propose returns the state machine's Apply result once the entry is
 //     applied on the node that was called, wherever the leader is (raft
 //     forwards proposals). Each payload travels in an envelope carrying the
-//     proposer's raft id, a per-node sequence number and the proposer's term;
-//     only the proposer's waiter is woken, and entries whose id nobody waits
-//     for are still applied.
+//     proposer's raft id, a per-node sequence number, the proposer's term
+//     and the smallest sequence number the proposer still waits for; only
+//     the proposer's waiter is woken, and entries whose id nobody waits for
+//     are still applied (once; see below).
 //   - A proposal is applied only if raft appended it in the term it was
 //     proposed in; all members skip it otherwise. Hence, once a member
 //     applies an entry of a later term, its older pending proposals can never
@@ -24,9 +25,26 @@
 //     for an entry this node has applied. Replies are handed over after the
 //     loop has published its Status, so Status().AppliedIndex already covers
 //     an entry whose Propose returned.
-//   - A proposal lost in transit to a live leader (dropped message, no term
-//     change) cannot be told apart from a slow one; it ends with the
-//     caller's context (ErrTimeout).
+//   - raft forwards a follower's proposal once and never retransmits it. A
+//     follower therefore proposes again, in one bounded batch, every pending
+//     proposal of the current term that has not reached its own log within
+//     Config.ReproposeTicks (default: an election timeout), as long as it
+//     follows a known leader. The copy is the same envelope byte for byte.
+//     A leader never re-proposes: what raft accepted is in its log. So a
+//     proposal whose message was lost while the cluster stays in one term
+//     succeeds about one election timeout later instead of at the caller's
+//     deadline.
+//   - Every proposal is applied at most once. When the original was only
+//     slow, the log holds two copies; all members apply the first and skip
+//     the others (Metrics.DuplicatesSkipped), deciding from the log alone:
+//     per proposer they keep the sequence numbers applied in the current
+//     term above a floor, the smallest number the proposer still waited for
+//     when it stamped its latest entry. A first copy is never skipped while
+//     its caller waits; a late first copy of a proposal whose caller gave up
+//     (timeout, cancel) may be, which its ErrTimeout already allows. This
+//     state is part of the replicated state: snapshots carry it, so a member
+//     restored from a snapshot taken between two copies skips the second as
+//     well.
 //   - ReadIndex returns nil only after a quorum confirmed the leader's commit
 //     index (raft's ReadOnlySafe) and this node applied up to it. Reads that
 //     arrive while a round is in flight share the next round. A member cut
@@ -47,7 +65,10 @@
 //     (StateMachine.Snapshot, on the raft loop), serialized on the snapshot
 //     writer goroutine, stored as raft's snapshot and the log compacted,
 //     keeping SnapshotCatchUpEntries entries. Followers further behind get
-//     the snapshot and call StateMachine.Restore.
+//     the snapshot and call StateMachine.Restore. Snapshot data wraps the
+//     state machine's bytes with a format version, the at-most-once state
+//     and a CRC-32C; a member that gets data it cannot decode stops with
+//     ErrBadSnapshot. Restore receives exactly the state machine's bytes.
 //   - Close hands leadership to the most caught-up voter that seems
 //     reachable (moving on to the next if the transport reports it
 //     unreachable), bounded by Config.CloseTimeout; afterwards every call
@@ -56,8 +77,10 @@
 // # Goroutines
 //
 //   - The raft loop (one per Node) owns the RawNode, the MemoryStorage, the
-//     applied index and membership, the waiters of pending proposals and
-//     membership changes, the read-index batches and pending transfers. It
+//     applied index and membership, the sequence numbers, the waiters of
+//     pending proposals (with their envelopes, for re-proposal) and
+//     membership changes, the at-most-once state, the read-index batches
+//     and pending transfers. It
 //     alone calls StateMachine.Apply, Snapshot and Restore and
 //     Transport.Send. It drives raft's clock with a time.Ticker (or
 //     Node.Tick when Config.DisableTicker is set). Callers reach it through

@@ -54,6 +54,11 @@ var (
 	// apply, such as removing the last voter or using id 0.
 	ErrInvalidConfChange = errors.New("raftadapter: invalid membership change")
 
+	// ErrBadSnapshot means snapshot data from the leader could not be decoded
+	// (wrong format, failed checksum). The node stops with it, as it cannot
+	// rebuild its state.
+	ErrBadSnapshot = errors.New("raftadapter: bad snapshot data")
+
 	// ErrInvalidConfig is wrapped by Config.Validate and New for bad settings.
 	ErrInvalidConfig = errors.New("raftadapter: invalid config")
 )

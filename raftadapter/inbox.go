@@ -19,7 +19,7 @@ type inbox struct {
 	msgs        []raftpb.Message
 	unreachable []uint64
 	snapReports []snapReport
-	cancels     []uint64
+	cancels     []*waiter
 }
 
 type snapReport struct {
@@ -32,7 +32,7 @@ type inboxBatch struct {
 	msgs        []raftpb.Message
 	unreachable []uint64
 	snapReports []snapReport
-	cancels     []uint64
+	cancels     []*waiter
 }
 
 func newInbox(max int) *inbox {
@@ -73,9 +73,9 @@ func (in *inbox) pushSnapReport(id uint64, status raft.SnapshotStatus) {
 	in.notify()
 }
 
-func (in *inbox) pushCancel(seq uint64) {
+func (in *inbox) pushCancel(w *waiter) {
 	in.mu.Lock()
-	in.cancels = append(in.cancels, seq)
+	in.cancels = append(in.cancels, w)
 	in.mu.Unlock()
 	in.notify()
 }

@@ -10,7 +10,7 @@ import (
 
 func TestEnvelopeRoundTrip(t *testing.T) {
 	buf := newEnvelopeBuf([]byte("payload"))
-	want := envelope{proposer: 0xdeadbeef, term: 7, seq: 42}
+	want := envelope{proposer: 0xdeadbeef, term: 7, seq: 42, low: 40}
 	want.stamp(buf)
 	got, payload, ok := parseEnvelope(buf)
 	if !ok || got != want || !bytes.Equal(payload, []byte("payload")) {
@@ -21,11 +21,14 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if _, p, ok := parseEnvelope(empty); !ok || len(p) != 0 {
 		t.Fatalf("empty payload: ok %v payload %q", ok, p)
 	}
+	lowAboveSeq := newEnvelopeBuf(nil)
+	envelope{proposer: 1, term: 1, seq: 5, low: 6}.stamp(lowAboveSeq)
 	for name, data := range map[string][]byte{
-		"nil":         nil,
-		"short":       buf[:envelopeHeaderLen-1],
-		"bad version": append([]byte{9}, buf[1:]...),
-		"zero ids":    make([]byte, envelopeHeaderLen),
+		"low above seq": lowAboveSeq,
+		"nil":           nil,
+		"short":         buf[:envelopeHeaderLen-1],
+		"bad version":   append([]byte{9}, buf[1:]...),
+		"zero ids":      make([]byte, envelopeHeaderLen),
 	} {
 		if _, _, ok := parseEnvelope(data); ok {
 			t.Errorf("%s: parsed as an envelope", name)

@@ -50,6 +50,13 @@ type loop struct {
 	transfers []*transferRequest
 	reads     readQueue
 
+	lastSeq uint64 // last sequence number handed out
+	lowSeq  uint64 // no pending proposal has a smaller seq (see lowWater)
+	// reproposeAt is the tick at which some pending proposal may be due for
+	// re-proposal; 0 when none is.
+	reproposeAt uint64
+	dedup       *dedup // replicated at-most-once state
+
 	snapJobc        chan snapJob    // capacity 1; at most one job outstanding
 	snapDonec       chan snapResult // capacity 1
 	snapshotting    bool
@@ -98,6 +105,8 @@ func newLoop(n *Node, rn *raft.RawNode, storage *raft.MemoryStorage, sm StateMac
 		tr:        tr,
 		c:         &n.counters,
 		waiters:   make(map[uint64]*waiter),
+		lowSeq:    1,
+		dedup:     newDedup(),
 		heard:     make(map[uint64]uint64),
 		unreached: make(map[uint64]uint64),
 		snapJobc:  make(chan snapJob, 1),
@@ -336,6 +345,9 @@ func (l *loop) tick() {
 	if l.ticks%uint64(l.cfg.ElectionTicks) == 0 {
 		l.dropAbandonedReads()
 	}
+	if l.reproposeAt != 0 && l.ticks >= l.reproposeAt {
+		l.repropose()
+	}
 }
 
 // proposeBatch steps first and every proposal already queued behind it into
@@ -393,8 +405,12 @@ drain:
 		return
 	}
 	ents := make([]raftpb.Entry, len(live))
+	for _, p := range live {
+		p.w.seq = l.nextSeq()
+	}
+	low := l.lowWater(live[0].w.seq)
 	for i, p := range live {
-		envelope{proposer: l.id, term: bs.Term, seq: p.w.seq}.stamp(p.buf)
+		envelope{proposer: l.id, term: bs.Term, seq: p.w.seq, low: low}.stamp(p.buf)
 		ents[i] = raftpb.Entry{Type: raftpb.EntryNormal, Data: p.buf}
 	}
 	if err := l.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: l.id, Entries: ents}); err != nil {
@@ -402,9 +418,18 @@ drain:
 		fail(l.dropError(err))
 		return
 	}
+	// A leader has appended them; a follower forwarded them and may have to
+	// propose them again if they do not show up (see repropose).
+	leader := bs.RaftState == raft.StateLeader
 	for _, p := range live {
-		p.w.term = bs.Term
+		p.w.term, p.w.proposedTick = bs.Term, l.ticks
+		if !leader {
+			p.w.buf = p.buf
+		}
 		l.waiters[p.w.seq] = p.w
+	}
+	if !leader {
+		l.scheduleRepropose(l.ticks + uint64(l.cfg.ReproposeTicks))
 	}
 	l.c.proposals.Add(uint64(len(live)))
 	l.c.proposalBatches.Add(1)
@@ -432,8 +457,8 @@ func (l *loop) dropError(err error) error {
 // drainInbox steps everything other goroutines queued.
 func (l *loop) drainInbox() {
 	b := l.n.in.take()
-	for _, seq := range b.cancels {
-		l.forget(seq)
+	for _, w := range b.cancels {
+		l.forget(w)
 	}
 	for i := range b.msgs {
 		l.stepInbound(b.msgs[i])
@@ -510,6 +535,7 @@ func (l *loop) applyEntries(ents []raftpb.Entry) {
 		}
 		if e.Term > l.appliedTerm {
 			l.appliedTerm = e.Term
+			l.dedup.startTerm(e.Term)
 			l.failOlderThan(e.Term)
 		}
 		switch e.Type {
@@ -543,6 +569,18 @@ func (l *loop) applyNormal(e *raftpb.Entry) {
 		// it has applied an entry of a later term.
 		if w != nil {
 			l.lost(w, fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.Term))
+		}
+		return
+	}
+	if !l.dedup.admit(env) {
+		// A second copy (a re-proposal whose original was only slow), or a
+		// late copy of a proposal its proposer had stopped waiting for.
+		l.c.duplicatesSkipped.Add(1)
+		if w != nil {
+			// Cannot happen (a waited-for seq is never below a floor, and an
+			// applied one has been resolved), but never leave a caller hanging.
+			l.log.Error("skipped an entry whose proposal is still pending", "index", e.Index, "seq", env.seq)
+			l.lost(w, fmt.Errorf("%w: entry %d skipped as a duplicate", ErrOutcomeUnknown, e.Index))
 		}
 		return
 	}
@@ -581,22 +619,32 @@ func (l *loop) lost(w *waiter, err error) {
 	l.resolve(w, result{err: err})
 }
 
-// forget drops the waiter of a caller whose context ended.
-func (l *loop) forget(seq uint64) {
-	w := l.waiters[seq]
-	if w == nil {
+// forget drops the waiter of a caller whose context ended (if the loop
+// still has it: it may not have been proposed yet, or already be resolved).
+func (l *loop) forget(w *waiter) {
+	if w.seq == 0 || l.waiters[w.seq] != w {
 		return
 	}
 	l.resolve(w, result{err: errors.New("raftadapter: caller gone")})
 }
 
-// restore replaces the state machine with a snapshot from the leader.
+// restore replaces the state machine and the dedup state with a snapshot
+// from the leader.
 func (l *loop) restore(snap raftpb.Snapshot) {
 	md := snap.Metadata
-	if err := l.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+	dd, smData, err := decodeSnapshot(snap.Data)
+	if err == nil && dd.term != md.Term {
+		err = fmt.Errorf("%w: dedup state of term %d in a snapshot of term %d", ErrBadSnapshot, dd.term, md.Term)
+	}
+	if err != nil {
 		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", md.Index, err)
 		return
 	}
+	if err := l.sm.Restore(bytes.NewReader(smData)); err != nil {
+		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", md.Index, err)
+		return
+	}
+	l.dedup = dd
 	l.applied, l.appliedTerm = md.Index, md.Term
 	l.snapIndex, l.lastSnapAttempt = md.Index, md.Index
 	l.c.snapshotsRestored.Add(1)
@@ -606,8 +654,11 @@ func (l *loop) restore(snap raftpb.Snapshot) {
 	for _, w := range l.waiters {
 		if w.term <= md.Term {
 			l.lost(w, fmt.Errorf("%w: log replaced by snapshot at index %d", ErrOutcomeUnknown, md.Index))
-		} else {
-			w.seenIndex = 0
+		} else if w.conf != nil {
+			// The log after the snapshot is gone too; entries come again.
+			// (A proposal seen in the log of its own term needs no
+			// re-proposal still: that term's leader has it.)
+			w.conf.seenIndex = 0
 		}
 	}
 	l.setConfState(md.ConfState)

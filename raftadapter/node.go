@@ -74,7 +74,6 @@ type Node struct {
 	wg        sync.WaitGroup
 	fatal     error // why the loop failed; written before donec is closed
 
-	nextSeq      atomic.Uint64
 	status       atomic.Pointer[Status]
 	counters     counters
 	busy         atomic.Bool // raft loop is processing (for tests' quiescence checks)
@@ -85,15 +84,21 @@ type Node struct {
 }
 
 // waiter is the reply slot of one proposal or membership change. done has
-// capacity 1 and receives exactly one result.
+// capacity 1 and receives exactly one result. The caller only reads done;
+// every other field belongs to the raft loop.
 type waiter struct {
-	seq  uint64
 	done chan result
 
 	// Owned by the raft loop.
-	term      uint64       // term the proposal was stamped with
-	conf      *confRequest // non-nil for membership changes
-	seenIndex uint64       // membership changes: index once in the local log
+	seq  uint64       // request id; assigned by the loop in increasing order, 0 until then
+	term uint64       // term the proposal was stamped with
+	conf *confRequest // non-nil for membership changes
+
+	// Proposals made on a follower: the stamped envelope, proposed again as
+	// is if needed (nil on a leader, and once a copy is in the local log in
+	// its own term), and the loop tick of the last (re)proposal.
+	buf          []byte
+	proposedTick uint64
 }
 
 type result struct {
@@ -107,8 +112,8 @@ type proposal struct {
 	buf []byte // envelope header (stamped by the loop) + payload
 }
 
-func newWaiter(seq uint64) *waiter {
-	return &waiter{seq: seq, done: make(chan result, 1)}
+func newWaiter() *waiter {
+	return &waiter{done: make(chan result, 1)}
 }
 
 // New validates cfg, creates the raft state (bootstrapping cfg.Peers if
@@ -191,7 +196,7 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 	if n.stopping() {
 		return nil, n.stoppedErr()
 	}
-	p := proposal{ctx: ctx, w: newWaiter(n.nextSeq.Add(1)), buf: newEnvelopeBuf(data)}
+	p := proposal{ctx: ctx, w: newWaiter(), buf: newEnvelopeBuf(data)}
 	select {
 	case n.propc <- p:
 	case <-ctx.Done():
@@ -218,7 +223,7 @@ func (n *Node) wait(ctx context.Context, w *waiter, cancel bool) result {
 		default:
 		}
 		if cancel {
-			n.in.pushCancel(w.seq)
+			n.in.pushCancel(w)
 		}
 		return result{err: ctxError(ctx)}
 	case <-n.donec:
@@ -331,7 +336,7 @@ func (n *Node) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, 
 	if n.stopping() {
 		return n.stoppedErr()
 	}
-	c := &confRequest{ctx: ctx, typ: typ, id: id, context: context, w: newWaiter(n.nextSeq.Add(1))}
+	c := &confRequest{ctx: ctx, typ: typ, id: id, context: context, w: newWaiter()}
 	c.w.conf = c
 	select {
 	case n.confc <- c:

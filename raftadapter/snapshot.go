@@ -2,8 +2,10 @@ package raftadapter
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 
@@ -11,10 +13,27 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
+// Snapshot data, as stored in raft's snapshots and sent to followers, wraps
+// the state machine's bytes together with this package's replicated state:
+//
+//	bytes 0-3   snapMagic
+//	byte 4      snapVersion
+//	uvarint     length of the dedup state, then the dedup state
+//	...         the state machine's bytes (StateMachine.Snapshot's WriteTo)
+//	last 4      CRC-32C (Castagnoli) of everything before, big endian
+const (
+	snapMagic   = "RASN"
+	snapVersion = 1
+	snapCRCLen  = 4
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli) // read-only
+
 // snapJob is a state machine capture to serialize off the raft loop.
 type snapJob struct {
 	index uint64
 	cs    raftpb.ConfState
+	dedup []byte // encoded dedup state as of index
 	w     io.WriterTo
 }
 
@@ -31,22 +50,58 @@ type snapResult struct {
 func runSnapshotter(jobs <-chan snapJob, results chan<- snapResult) {
 	for job := range jobs {
 		res := snapResult{index: job.index, cs: job.cs}
-		res.data, res.err = writeSnapshot(job.w)
+		res.data, res.err = writeSnapshot(job.dedup, job.w)
 		results <- res // capacity 1 and one job at a time: never blocks
 	}
 }
 
-func writeSnapshot(w io.WriterTo) (data []byte, err error) {
+// writeSnapshot produces snapshot data: the header and dedup state, what w
+// writes, and the checksum.
+func writeSnapshot(dedup []byte, w io.WriterTo) (data []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("raftadapter: snapshot writer panicked: %v", r)
 		}
 	}()
 	var buf bytes.Buffer
+	buf.Grow(len(snapMagic) + 1 + binary.MaxVarintLen64 + len(dedup))
+	buf.WriteString(snapMagic)
+	buf.WriteByte(snapVersion)
+	buf.Write(binary.AppendUvarint(nil, uint64(len(dedup))))
+	buf.Write(dedup)
 	if _, err := w.WriteTo(&buf); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return binary.BigEndian.AppendUint32(buf.Bytes(), crc32.Checksum(buf.Bytes(), crcTable)), nil
+}
+
+// decodeSnapshot checks snapshot data and splits it into the dedup state
+// and the state machine's bytes. Errors wrap ErrBadSnapshot.
+func decodeSnapshot(data []byte) (*dedup, []byte, error) {
+	bad := func(format string, args ...any) (*dedup, []byte, error) {
+		return nil, nil, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+	}
+	if len(data) < len(snapMagic)+1+snapCRCLen || string(data[:len(snapMagic)]) != snapMagic {
+		return bad("missing header (%d bytes)", len(data))
+	}
+	if v := data[len(snapMagic)]; v != snapVersion {
+		return bad("format version %d, want %d", v, snapVersion)
+	}
+	body, sum := data[:len(data)-snapCRCLen], binary.BigEndian.Uint32(data[len(data)-snapCRCLen:])
+	if got := crc32.Checksum(body, crcTable); got != sum {
+		return bad("checksum %08x, want %08x", got, sum)
+	}
+	rest := body[len(snapMagic)+1:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)-k) {
+		return bad("bad dedup state length")
+	}
+	rest = rest[k:]
+	d, err := decodeDedup(rest[:n])
+	if err != nil {
+		return bad("dedup state: %v", err)
+	}
+	return d, rest[n:], nil
 }
 
 // maybeSnapshot captures the state machine once SnapshotCount entries have
@@ -69,7 +124,7 @@ func (l *loop) maybeSnapshot() {
 	cs := l.confState
 	l.snapshotting = true
 	l.n.snapInFlight.Store(true)
-	l.snapJobc <- snapJob{index: l.applied, cs: cs, w: w}
+	l.snapJobc <- snapJob{index: l.applied, cs: cs, dedup: l.dedup.appendTo(nil), w: w}
 }
 
 // finishSnapshot stores a serialized snapshot and compacts the log, keeping

@@ -22,6 +22,9 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	c.net.Isolate(lagging)
 	for i := range 100 {
 		c.put(lead, "k"+strconv.Itoa(i), strconv.Itoa(i))
+		// Let a snapshot being written finish before the next put, or a slow
+		// snapshot writer may merge several due snapshots into one.
+		c.settle()
 	}
 	c.settle()
 	st := c.nodes[lead].Status()

@@ -55,6 +55,8 @@ type Metrics struct {
 	ProposalBatches   uint64 // raft steps that carried them (Proposals/ProposalBatches is the batch size)
 	ProposalsDropped  uint64 // proposals raft refused (no leader, transfer in progress, removed)
 	ProposalsLost     uint64 // proposals failed with ErrLeaderChanged or ErrOutcomeUnknown
+	Reproposed        uint64 // forwarded proposals proposed again because they did not show up in the log
+	DuplicatesSkipped uint64 // committed entries skipped as second copies of an applied proposal
 	ReadRequests      uint64 // ReadIndex calls received
 	ReadRounds        uint64 // raft read-index rounds started for them
 	AppliedEntries    uint64 // log entries applied (all kinds)
@@ -73,6 +75,8 @@ type counters struct {
 	proposalBatches   atomic.Uint64
 	proposalsDropped  atomic.Uint64
 	proposalsLost     atomic.Uint64
+	reproposed        atomic.Uint64
+	duplicatesSkipped atomic.Uint64
 	readRequests      atomic.Uint64
 	readRounds        atomic.Uint64
 	appliedEntries    atomic.Uint64
@@ -91,6 +95,8 @@ func (c *counters) snapshot() Metrics {
 		ProposalBatches:   c.proposalBatches.Load(),
 		ProposalsDropped:  c.proposalsDropped.Load(),
 		ProposalsLost:     c.proposalsLost.Load(),
+		Reproposed:        c.reproposed.Load(),
+		DuplicatesSkipped: c.duplicatesSkipped.Load(),
 		ReadRequests:      c.readRequests.Load(),
 		ReadRounds:        c.readRounds.Load(),
 		AppliedEntries:    c.appliedEntries.Load(),

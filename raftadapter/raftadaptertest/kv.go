@@ -15,6 +15,8 @@ import (
 )
 
 // KV is a toy state machine: a string map written with Put commands. It
+// counts how many times each key was written (part of the state, so it
+// survives snapshots: tests use it to check that a command is applied once),
 // records which members joined with what context (as a ConfChangeObserver),
 // checks that entries arrive in increasing index order, and writes
 // deterministic snapshots. All methods are safe for concurrent use, so tests
@@ -22,6 +24,7 @@ import (
 type KV struct {
 	mu       sync.Mutex
 	data     map[string]string
+	writes   map[string]uint64
 	members  map[uint64][]byte
 	applied  uint64
 	applies  int
@@ -38,7 +41,7 @@ type PutResult struct {
 
 // NewKV returns an empty KV.
 func NewKV() *KV {
-	return &KV{data: make(map[string]string), members: make(map[uint64][]byte)}
+	return &KV{data: make(map[string]string), writes: make(map[string]uint64), members: make(map[uint64][]byte)}
 }
 
 // Put encodes a command setting key to value. key must not contain '='.
@@ -65,6 +68,7 @@ func (kv *KV) Apply(index uint64, data []byte) any {
 	}
 	prev, existed := kv.data[key]
 	kv.data[key] = value
+	kv.writes[key]++
 	return PutResult{Index: index, Prev: prev, Existed: existed}
 }
 
@@ -88,7 +92,8 @@ func (kv *KV) ApplyConfChange(cc raftpb.ConfChangeV2, _ raftpb.ConfState) {
 func (kv *KV) Snapshot() (io.WriterTo, error) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	return &kvSnapshot{applied: kv.applied, data: maps.Clone(kv.data), members: maps.Clone(kv.members)}, nil
+	return &kvSnapshot{applied: kv.applied, data: maps.Clone(kv.data), writes: maps.Clone(kv.writes),
+		members: maps.Clone(kv.members)}, nil
 }
 
 // Restore replaces the state with a snapshot written by Snapshot.
@@ -103,7 +108,7 @@ func (kv *KV) Restore(r io.Reader) error {
 	}
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	kv.applied, kv.data, kv.members = s.applied, s.data, s.members
+	kv.applied, kv.data, kv.writes, kv.members = s.applied, s.data, s.writes, s.members
 	kv.restores++
 	return nil
 }
@@ -114,6 +119,14 @@ func (kv *KV) Get(key string) (string, bool) {
 	defer kv.mu.Unlock()
 	v, ok := kv.data[key]
 	return v, ok
+}
+
+// Writes returns how many Puts to key have been applied, counting those
+// inside restored snapshots.
+func (kv *KV) Writes(key string) uint64 {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.writes[key]
 }
 
 // Len returns the number of keys.
@@ -162,11 +175,12 @@ func (kv *KV) Err() error {
 	return kv.err
 }
 
-const kvSnapshotMagic = "KVS1"
+const kvSnapshotMagic = "KVS2"
 
 type kvSnapshot struct {
 	applied uint64
 	data    map[string]string
+	writes  map[string]uint64
 	members map[uint64][]byte
 }
 
@@ -179,6 +193,7 @@ func (s *kvSnapshot) WriteTo(w io.Writer) (int64, error) {
 	for _, k := range slices.Sorted(maps.Keys(s.data)) {
 		b = appendBytes(b, []byte(k))
 		b = appendBytes(b, []byte(s.data[k]))
+		b = binary.AppendUvarint(b, s.writes[k])
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.members)))
 	for _, id := range slices.Sorted(maps.Keys(s.members)) {
@@ -203,10 +218,12 @@ func decodeKVSnapshot(raw []byte) (*kvSnapshot, error) {
 		return nil, fmt.Errorf("%w: missing header", errBadSnapshot)
 	}
 	d.b = d.b[len(kvSnapshotMagic):]
-	s := &kvSnapshot{applied: d.uvarint(), data: make(map[string]string), members: make(map[uint64][]byte)}
+	s := &kvSnapshot{applied: d.uvarint(), data: make(map[string]string), writes: make(map[string]uint64),
+		members: make(map[uint64][]byte)}
 	for n := d.count(); n > 0 && d.err == nil; n-- {
-		k := d.bytes()
-		s.data[string(k)] = string(d.bytes())
+		k := string(d.bytes())
+		s.data[k] = string(d.bytes())
+		s.writes[k] = d.uvarint()
 	}
 	for n := d.count(); n > 0 && d.err == nil; n-- {
 		id := d.uvarint()

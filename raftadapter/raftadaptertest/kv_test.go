@@ -47,6 +47,9 @@ func TestKVApplyAndSnapshot(t *testing.T) {
 	if other.Members()[7] != "url7" || other.Applied() != 4 || other.Restores() != 1 {
 		t.Fatalf("restored members %v applied %d restores %d", other.Members(), other.Applied(), other.Restores())
 	}
+	if a, b := other.Writes("a"), other.Writes("b"); a != 2 || b != 1 {
+		t.Fatalf("restored write counts a=%d b=%d, want 2 and 1", a, b)
+	}
 	// Deterministic: the same state encodes to the same bytes.
 	third := NewKV()
 	third.Restore(bytes.NewReader(buf2.Bytes()))

@@ -34,9 +34,26 @@ type NetworkConfig struct {
 type NetworkStats struct {
 	Sent      uint64 // handed to Send
 	Delivered uint64 // given to the receiver's Step
-	Dropped   uint64 // lost to DropRate, cuts, or missing receivers
-	InFlight  int    // sent and neither delivered nor dropped yet
+	Dropped   uint64 // lost to DropRate, an interceptor, cuts, or missing receivers
+	InFlight  int    // sent and neither delivered nor dropped yet (held ones not included)
+	Held      int    // held by an interceptor and not yet released
 }
+
+// Action is an interceptor's decision about one message.
+type Action int
+
+const (
+	// Deliver lets the message go on as usual (loss, delay and cuts still apply).
+	Deliver Action = iota
+	// Drop loses the message silently, as DropRate does (a snapshot is
+	// reported to its sender as failed).
+	Drop
+	// Hold keeps the message aside until Release, to deliver it late.
+	Hold
+)
+
+// Interceptor decides, in Send, what happens to a message from member from.
+type Interceptor func(from uint64, m raftpb.Message) Action
 
 // Network is an in-memory message network for raft nodes in one process.
 // Messages are marshalled on Send and unmarshalled on delivery, like on a
@@ -59,6 +76,9 @@ type Network struct {
 	seq      uint64
 	stats    NetworkStats
 	closed   bool
+
+	intercept Interceptor
+	held      []*packet
 }
 
 type link struct{ from, to uint64 }
@@ -174,6 +194,52 @@ func (n *Network) SetDropRate(p float64) {
 	n.dropRate = p
 }
 
+// Intercept installs f, which decides the fate of every message handed to
+// Send from now on; nil removes it. f runs inside Send with the network's
+// lock held, one call at a time: it must be quick and must not call the
+// Network.
+func (n *Network) Intercept(f Interceptor) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.intercept = f
+}
+
+// Release queues every held message for delivery, in the order they were
+// held, and returns how many there were. Delay and cuts apply as if they had
+// just been sent.
+func (n *Network) Release() int {
+	now := time.Now()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return 0
+	}
+	held := n.held
+	n.held = nil
+	notify := make(map[*queue]bool)
+	for _, p := range held {
+		p.at = now
+		if n.cfg.MaxDelay > 0 {
+			p.at = p.at.Add(time.Duration(n.rng.Int64N(int64(n.cfg.MaxDelay) + 1)))
+		}
+		n.seq++
+		p.seq = n.seq
+		q := n.queueLocked(p.to)
+		heap.Push(&q.pkts, p)
+		notify[q] = true
+	}
+	n.stats.Held -= len(held)
+	n.stats.InFlight += len(held)
+	n.mu.Unlock()
+	for q := range notify {
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	}
+	return len(held)
+}
+
 // Stats returns the message counters.
 func (n *Network) Stats() NetworkStats {
 	n.mu.Lock()
@@ -195,6 +261,9 @@ func (n *Network) Close() {
 		n.stats.InFlight -= q.pkts.Len()
 		q.pkts = nil
 	}
+	n.stats.Dropped += uint64(len(n.held))
+	n.stats.Held = 0
+	n.held = nil
 	close(n.quit)
 	n.mu.Unlock()
 	n.wg.Wait()
@@ -218,7 +287,17 @@ func (e *Endpoint) Send(msgs []raftpb.Message) {
 			n.mu.Unlock()
 			continue
 		}
-		lost := n.dropRate > 0 && n.rng.Float64() < n.dropRate
+		act := Deliver
+		if n.intercept != nil {
+			act = n.intercept(e.id, *m)
+		}
+		if act == Hold {
+			n.held = append(n.held, &packet{from: e.id, to: m.To, typ: m.Type, data: data})
+			n.stats.Held++
+			n.mu.Unlock()
+			continue
+		}
+		lost := act == Drop || (n.dropRate > 0 && n.rng.Float64() < n.dropRate)
 		if lost && m.Type != raftpb.MsgSnap {
 			n.stats.Dropped++
 			n.mu.Unlock()

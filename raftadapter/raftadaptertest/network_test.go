@@ -246,3 +246,52 @@ func TestNetworkClose(t *testing.T) {
 		t.Fatalf("stats after Close = %+v", st)
 	}
 }
+
+func TestNetworkInterceptDropsAndHolds(t *testing.T) {
+	n := NewNetwork(NetworkConfig{})
+	defer n.Close()
+	b := newRecorder()
+	n.Attach(2, b)
+	n.Intercept(func(from uint64, m raftpb.Message) Action {
+		switch {
+		case from != 1:
+			return Deliver
+		case m.Index%3 == 0:
+			return Drop
+		case m.Index%3 == 1:
+			return Hold
+		}
+		return Deliver
+	})
+	n.Transport(1).Send(msgs(1, 2, 1, 9)) // 3, 6, 9 dropped; 1, 4, 7 held
+	st := waitIdle(t, n)
+	if got := b.indexes(); len(got) != 3 || got[0] != 2 || got[1] != 5 || got[2] != 8 {
+		t.Fatalf("delivered %v before release, want [2 5 8]", got)
+	}
+	if st.Held != 3 || st.Dropped != 3 || st.Delivered != 3 {
+		t.Fatalf("stats before release = %+v", st)
+	}
+	n.Intercept(nil)
+	n.Transport(1).Send(msgs(1, 2, 10, 1))
+	waitIdle(t, n)
+	if got := n.Release(); got != 3 {
+		t.Fatalf("Release = %d, want 3", got)
+	}
+	st = waitIdle(t, n)
+	want := []uint64{2, 5, 8, 10, 1, 4, 7} // held ones arrive late, in the order held
+	got := b.indexes()
+	if len(got) != len(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivered %v, want %v", got, want)
+		}
+	}
+	if st.Held != 0 || st.Delivered != 7 || st.Dropped != 3 || st.Sent != 10 {
+		t.Fatalf("stats after release = %+v", st)
+	}
+	if n.Release() != 0 {
+		t.Fatal("second Release found held messages")
+	}
+}
