@@ -273,30 +273,7 @@ func (l *link) abandon() {
 
 func (l *link) send(w work) {
 	t := l.t
-	if w.probe != 0 {
-		f := appendHeader(l.buf[:0], l.header(kindProbe, l.raftID.Load(), w.probe))
-		l.buf = f
-		if l.unicast(l.peer, f) == nil {
-			t.stats.probesSent.Add(1)
-		}
-	}
-	if len(w.replies) > 0 {
-		live := t.liveSet()
-		for _, seq := range w.replies {
-			f := appendHeader(l.buf[:0], l.header(kindProbeReply, l.raftID.Load(), seq))
-			f = appendLiveSet(f, live)
-			l.buf = f
-			if l.unicast(l.peer, f) == nil {
-				t.stats.probeReplies.Add(1)
-			}
-		}
-	}
-	for _, a := range w.acks {
-		f := appendHeader(l.buf[:0], l.header(kindChunkAck, a.raftTo, a.id))
-		f = append(f, a.status)
-		l.buf = f
-		_, _ = l.deliver(l, f)
-	}
+	l.sendControl(w.probe, w.replies, w.acks)
 	for _, f := range w.fwd {
 		// Forwarded frames go direct only, whatever the probes say: a
 		// relayed frame is never relayed again.
@@ -309,6 +286,49 @@ func (l *link) send(w work) {
 	if len(w.items) > 0 {
 		l.sendItems(w.items)
 		l.recycle(w.items)
+	}
+}
+
+// sendControl sends probes, probe replies and chunk acks. They go before any
+// data and between the chunks of a transfer, so that a long transfer does not
+// make a healthy link look dead.
+func (l *link) sendControl(probe uint64, replies []uint64, acks []ackItem) {
+	t := l.t
+	if probe != 0 {
+		f := appendHeader(l.buf[:0], l.header(kindProbe, l.raftID.Load(), probe))
+		l.buf = f
+		if l.unicast(l.peer, f) == nil {
+			t.stats.probesSent.Add(1)
+		}
+	}
+	if len(replies) > 0 {
+		live := t.liveSet()
+		for _, seq := range replies {
+			f := appendHeader(l.buf[:0], l.header(kindProbeReply, l.raftID.Load(), seq))
+			f = appendLiveSet(f, live)
+			l.buf = f
+			if l.unicast(l.peer, f) == nil {
+				t.stats.probeReplies.Add(1)
+			}
+		}
+	}
+	for _, a := range acks {
+		f := appendHeader(l.buf[:0], l.header(kindChunkAck, a.raftTo, a.id))
+		f = append(f, a.status)
+		l.buf = f
+		_, _ = l.deliver(l, f)
+	}
+}
+
+// sendPendingControl sends the control frames queued since the last take,
+// leaving data for the next pass.
+func (l *link) sendPendingControl() {
+	l.mu.Lock()
+	probe, replies, acks := l.probeSeq, l.replies, l.acks
+	l.probeSeq, l.replies, l.acks = 0, nil, nil
+	l.mu.Unlock()
+	if probe != 0 || len(replies) > 0 || len(acks) > 0 {
+		l.sendControl(probe, replies, acks)
 	}
 }
 
@@ -458,6 +478,7 @@ func (l *link) sendChunked(it *outItem, size int) {
 		if detoured {
 			t.stats.detouredChunks.Add(1)
 		}
+		l.sendPendingControl()
 	}
 	t.transfers.written(id, time.Now().Add(t.cfg.SnapshotTimeout))
 }

@@ -127,7 +127,6 @@ func (t *Transport) probeRound(now time.Time) {
 		}
 	}
 
-	gone := make(map[mesh.PeerName]bool)
 	for _, n := range names {
 		l := links[n]
 		st, _ := l.liveness()
@@ -146,9 +145,6 @@ func (t *Transport) probeRound(now time.Time) {
 			}
 			next = &routeInfo{dead: true, relay: links[chooseRelay(cur, cands)]}
 		}
-		if next.dead && next.relay == nil {
-			gone[n] = true
-		}
 		if old.dead == next.dead && old.relay == next.relay {
 			continue
 		}
@@ -162,7 +158,10 @@ func (t *Transport) probeRound(now time.Time) {
 			t.logger.Warn("no route and no detour", "to", n.String())
 		}
 	}
-	for _, res := range t.transfers.expire(now, gone) {
+	// Transfers end by acknowledgement, by deadline, or when their peer
+	// leaves the mesh (updateLinks): a dead route with no detour still
+	// sends the direct way, so its chunks may well arrive.
+	for _, res := range t.transfers.expire(now, nil) {
 		t.reportTransfer(res)
 	}
 	if changed {

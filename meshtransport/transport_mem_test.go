@@ -177,10 +177,11 @@ func TestMemSnapshotFailsWhenReceiverGone(t *testing.T) {
 		if st, _ := ra.snapStatus(2); st != raft.SnapshotFailure {
 			t.Fatalf("ReportSnapshot = %v, want SnapshotFailure", st)
 		}
-		// Probes notice the closed peer (no relay exists), well before the
-		// snapshot timeout.
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("failure reported after %v, want it from probes (< 1s)", d)
+		// A peer that vanishes silently (still listed by mesh) fails the
+		// transfer at the snapshot timeout: dead probes alone do not, since
+		// with no detour the chunks still go the direct way and may arrive.
+		if d := time.Since(start); d > 6*time.Second {
+			t.Errorf("failure reported after %v, want it by the snapshot timeout (5s)", d)
 		}
 		if ra.unreachableCount(2) == 0 {
 			t.Error("no ReportUnreachable for the lost peer")
