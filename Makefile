@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build run test test-unit test-mesh test-etcd lint bench proto chaos chaos-short clean
+.PHONY: help build run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,13 +25,22 @@ test-unit: ## unit tests with the race detector (in-memory transports)
 	$(GO) test -race -count=1 ./...
 
 test-mesh: ## tests over real mesh routers, without -race (mesh itself has data races)
-	$(GO) test -count=1 -run 'Mesh|Example' . ./meshtransport/...
+	$(GO) test -count=1 -run 'Mesh|Example|Snapshot|LockStore' . ./meshtransport/...
 
 test-etcd: ## differential and etcdctl tests against real etcd (nested module tests/)
 	cd tests && $(GO) test -count=1 ./...
 
 bench: ## Go benchmarks of the store, raft and a node
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
+	$(GO) test -run='^$$' -bench=. -skip='Soak|SnapshotTransfer' -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
+
+bench-tool: ## build bin/meshkv-bench (load generator for any etcd v3 server, meshkv or etcd)
+	$(GO) build -o $(BIN)/meshkv-bench ./cmd/meshkv-bench
+
+bench-compare: ## meshkv vs a 3-member etcd 3.6.6 on this machine, markdown on stdout (ARGS=--full for 1M keys)
+	scripts/bench-compare.sh $(ARGS)
+
+soak: ## soak benchmark: Put/Delete churn on 3 nodes, RSS and raft log length over time (MESHKV_SOAK_DURATION)
+	$(GO) test -run='^$$' -bench=BenchmarkSoakChurn -benchtime=1x -v .
 
 chaos: build ## every chaos scenario against a real multi-process cluster (about 5 minutes)
 	$(GO) run ./chaos run all --bin $(BIN)/meshkv --out chaos-out
