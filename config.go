@@ -66,7 +66,7 @@ type Config struct {
 	// the leader removes it (and promotes a learner in its place) (default 15s).
 	DeadMemberTimeout time.Duration
 	// LeaveTimeout bounds the graceful leave in Close: handing leadership
-	// over and waiting to be removed (default 5s).
+	// over and waiting to be removed (default 3s).
 	LeaveTimeout time.Duration
 	// AutoCompactionMode and AutoCompactionRetention bound the MVCC history
 	// as etcd's flags of the same names do: mode "periodic" with a duration
@@ -92,7 +92,7 @@ const (
 	DefaultClusterName     = "meshkv"
 	DefaultTargetVoters    = 3
 	DefaultDeadMember      = 15 * time.Second
-	DefaultLeaveTimeout    = 5 * time.Second
+	DefaultLeaveTimeout    = 3 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
