@@ -246,6 +246,7 @@ func (n *Node) newInprocClient() (*clientv3.Client, error) {
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 				return n.inproc.DialContext(ctx)
 			}),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(kvapi.Codec)),
 		},
 	})
 }

@@ -148,6 +148,7 @@ func BenchmarkPutSingleNode(b *testing.B) {
 	defer n.Close()
 	kv := n.Client().KV
 	val := string(make([]byte, 256))
+	b.SetParallelism(32) // many clients in flight, as a loaded server sees
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()

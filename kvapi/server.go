@@ -178,6 +178,7 @@ func (s *Server) Register(g *grpc.Server) {
 // size limits matching MaxRequestBytes, as etcd sets them).
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(1<<31 - 1),
 	}
