@@ -62,13 +62,22 @@
 //     membership metadata can live in the replicated state; the raft
 //     ConfState travels in snapshot metadata.
 //   - After SnapshotCount applied entries the state machine is captured
-//     (StateMachine.Snapshot, on the raft loop), serialized on the snapshot
-//     writer goroutine, stored as raft's snapshot and the log compacted,
-//     keeping SnapshotCatchUpEntries entries. Followers further behind get
-//     the snapshot and call StateMachine.Restore. Snapshot data wraps the
-//     state machine's bytes with a format version, the at-most-once state
-//     and a CRC-32C; a member that gets data it cannot decode stops with
-//     ErrBadSnapshot. Restore receives exactly the state machine's bytes.
+//     (StateMachine.Snapshot, on the raft loop), a snapshot is stored in
+//     raft's storage and the log compacted, keeping SnapshotCatchUpEntries
+//     entries. The stored snapshot's data is a small token: the node keeps
+//     the latest capture (and the at-most-once state as of its index), not
+//     serialized bytes. Only when raft sends the snapshot to a follower
+//     further behind does the snapshot writer goroutine serialize the
+//     capture, into an exactly sized buffer; the loop then sends it.
+//     Followers that need the same snapshot meanwhile share those bytes,
+//     which are dropped once their sends are reported (or a newer snapshot
+//     is taken). A send whose capture was replaced is reported failed, and
+//     raft retries with the newer snapshot. The follower calls
+//     StateMachine.Restore and likewise keeps a capture of the restored
+//     state, not the received bytes. Snapshot data wraps the state machine's
+//     bytes with a format version, the at-most-once state and a CRC-32C; a
+//     member that gets data it cannot decode stops with ErrBadSnapshot.
+//     Restore receives exactly the state machine's bytes.
 //   - Close hands leadership to the most caught-up voter that seems
 //     reachable (moving on to the next if the transport reports it
 //     unreachable), bounded by Config.CloseTimeout; afterwards every call
@@ -89,7 +98,8 @@
 //     inbox, so no caller ever blocks the loop and the loop never waits for
 //     a caller: results go to per-call channels of capacity one.
 //   - The snapshot writer (one per Node) runs io.WriterTo.WriteTo for one
-//     state machine capture at a time and returns the bytes to the loop.
+//     state machine capture at a time, when a follower needs the snapshot,
+//     and returns the bytes to the loop, which sends them.
 //
 // Both are started by New and stopped and waited for by Close. Node does not
 // start a goroutine per message or per request.

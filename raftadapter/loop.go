@@ -59,10 +59,11 @@ type loop struct {
 
 	snapJobc        chan snapJob    // capacity 1; at most one job outstanding
 	snapDonec       chan snapResult // capacity 1
-	snapshotting    bool
-	snapshotNow     bool   // take a snapshot at the next chance, whatever SnapshotCount says
-	snapIndex       uint64 // index of the snapshot in storage
+	snapshotNow     bool            // take a snapshot at the next chance, whatever SnapshotCount says
+	snapIndex       uint64          // index of the snapshot in storage
 	lastSnapAttempt uint64
+	capture         *snapCapture // state machine capture for the (token) snapshot in storage; nil if none
+	sends           snapSends    // snapshots being built for and sent to followers
 
 	closing      bool
 	closeTarget  uint64
@@ -262,9 +263,13 @@ func (l *loop) handleReady(rd raft.Ready) {
 		l.softStateChanged(*rd.SoftState)
 	}
 
-	// 1. Persist.
+	// 1. Persist. A received snapshot is stored with a token for its data:
+	// after the restore below, the loop keeps a capture of the restored
+	// state machine instead of the bytes.
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := l.storage.ApplySnapshot(rd.Snapshot); err != nil {
+		stored := rd.Snapshot
+		stored.Data = snapToken(stored.Metadata.Index)
+		if err := l.storage.ApplySnapshot(stored); err != nil {
 			l.fatal = fmt.Errorf("raftadapter: storing snapshot %d: %w", rd.Snapshot.Metadata.Index, err)
 			return
 		}
@@ -283,8 +288,9 @@ func (l *loop) handleReady(rd raft.Ready) {
 		}
 	}
 
-	// 2. Send.
-	if msgs := l.dropStaleSnapshots(rd.Messages); len(msgs) > 0 {
+	// 2. Send. Snapshots leave once the snapshot writer has built their data
+	// (see routeSnapshots); the rest go now.
+	if msgs := l.routeSnapshots(l.dropStaleSnapshots(rd.Messages)); len(msgs) > 0 {
 		l.tr.Send(msgs)
 		l.c.messagesSent.Add(uint64(len(msgs)))
 	}
@@ -348,6 +354,7 @@ func (l *loop) tick() {
 	if l.reproposeAt != 0 && l.ticks >= l.reproposeAt {
 		l.repropose()
 	}
+	l.expireSnapshotData()
 }
 
 // proposeBatch steps first and every proposal already queued behind it into
@@ -472,6 +479,7 @@ func (l *loop) drainInbox() {
 		}
 	}
 	for _, r := range b.snapReports {
+		l.snapshotReported(r.id)
 		l.rn.ReportSnapshot(r.id, r.status)
 	}
 }
@@ -647,6 +655,7 @@ func (l *loop) restore(snap raftpb.Snapshot) {
 	l.dedup = dd
 	l.applied, l.appliedTerm = md.Index, md.Term
 	l.snapIndex, l.lastSnapAttempt = md.Index, md.Index
+	l.captureRestored(md.Index)
 	l.c.snapshotsRestored.Add(1)
 	l.log.Info("restored snapshot from leader", "index", md.Index, "term", md.Term, "bytes", len(snap.Data))
 	// A proposal of a term up to the snapshot's may be inside the snapshot
@@ -684,6 +693,9 @@ func (l *loop) shutdown() {
 	}
 	l.transfers = nil
 	close(l.snapJobc)
+	l.capture = nil
+	l.sends.release(l.c)
+	l.sends.waiting = nil
 	if l.closeTimer != nil {
 		l.closeTimer.Stop()
 	}

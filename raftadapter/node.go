@@ -22,7 +22,11 @@ type StateMachine interface {
 	Apply(index uint64, data []byte) any
 	// Snapshot captures the state as of the last applied entry. The capture
 	// must be consistent at that point; its WriteTo may run later on another
-	// goroutine while Apply continues (use copy-on-write structures).
+	// goroutine while Apply continues (use copy-on-write structures). The
+	// node keeps the latest capture, in place of serialized bytes, until the
+	// next snapshot, and calls WriteTo only when a follower needs the
+	// snapshot: possibly several times (at least twice per build: once to
+	// size the buffer), each time writing the same bytes.
 	Snapshot() (io.WriterTo, error)
 	// Restore replaces the whole state with one written by a Snapshot's WriteTo.
 	Restore(r io.Reader) error
@@ -73,6 +77,10 @@ type Node struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	fatal     error // why the loop failed; written before donec is closed
+
+	// storage is raft's log storage, owned by the raft loop (MemoryStorage
+	// locks internally; tests read the stored snapshot through it).
+	storage *raft.MemoryStorage
 
 	status       atomic.Pointer[Status]
 	counters     counters
@@ -167,6 +175,7 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 		stopc:     make(chan struct{}),
 		donec:     make(chan struct{}),
 		changesc:  make(chan struct{}),
+		storage:   storage,
 	}
 	n.busy.Store(true)
 	l := newLoop(n, rn, storage, sm, tr)

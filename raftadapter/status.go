@@ -62,8 +62,14 @@ type Metrics struct {
 	AppliedEntries    uint64 // log entries applied (all kinds)
 	SnapshotsTaken    uint64 // local snapshots stored, after which the log was compacted
 	SnapshotsRestored uint64 // snapshots received from the leader and restored
+	SnapshotsWritten  uint64 // snapshot data built from a capture for sends to followers
+	SnapshotsSent     uint64 // snapshot messages handed to the Transport (several may share one build)
 	PendingProposals  int    // proposals and membership changes waiting to be applied
 	PendingReads      int    // ReadIndex calls not yet answered
+	// SnapshotBytesHeld is the size of built snapshot data the node keeps to
+	// share between sends in flight; 0 at rest (the snapshot in raft's
+	// storage holds a small token, not the data).
+	SnapshotBytesHeld int
 }
 
 // counters are the atomically updated parts of Metrics.
@@ -82,7 +88,10 @@ type counters struct {
 	appliedEntries    atomic.Uint64
 	snapshotsTaken    atomic.Uint64
 	snapshotsRestored atomic.Uint64
+	snapshotsWritten  atomic.Uint64
+	snapshotsSent     atomic.Uint64
 	pendingProposals  atomic.Int64
+	snapshotBytesHeld atomic.Int64
 	pendingReads      atomic.Int64
 }
 
@@ -102,7 +111,10 @@ func (c *counters) snapshot() Metrics {
 		AppliedEntries:    c.appliedEntries.Load(),
 		SnapshotsTaken:    c.snapshotsTaken.Load(),
 		SnapshotsRestored: c.snapshotsRestored.Load(),
+		SnapshotsWritten:  c.snapshotsWritten.Load(),
+		SnapshotsSent:     c.snapshotsSent.Load(),
 		PendingProposals:  int(c.pendingProposals.Load()),
+		SnapshotBytesHeld: int(c.snapshotBytesHeld.Load()),
 		PendingReads:      int(c.pendingReads.Load()),
 	}
 }
