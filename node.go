@@ -123,12 +123,13 @@ func (n *Node) start() error {
 		return err
 	}
 	n.api, err = kvapi.NewServer(kvapi.Config{
-		MaxRequestBytes: n.cfg.MaxRequestBytes,
-		MaxTxnOps:       n.cfg.MaxTxnOps,
-		QuotaBytes:      n.cfg.QuotaBytes,
-		RequestTimeout:  5*time.Second + 2*n.cfg.ElectionTimeout,
-		AutoCompaction:  ac,
-		Logger:          n.cfg.Logger,
+		MaxRequestBytes:   n.cfg.MaxRequestBytes,
+		MaxTxnOps:         n.cfg.MaxTxnOps,
+		QuotaBytes:        n.cfg.QuotaBytes,
+		RequestTimeout:    5*time.Second + 2*n.cfg.ElectionTimeout,
+		LeaderLossTimeout: 3 * n.cfg.ElectionTimeout,
+		AutoCompaction:    ac,
+		Logger:            n.cfg.Logger,
 	}, n.store, replicator{n}, clusterView{n})
 	if err != nil {
 		return err

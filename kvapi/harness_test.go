@@ -59,9 +59,15 @@ type testServer struct {
 
 func newTestServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	return newTestServerWith(t, cfg, fixedCluster{})
+}
+
+// newTestServerWith is newTestServer with a Cluster of the test's choosing.
+func newTestServerWith(t *testing.T, cfg Config, cluster Cluster) *testServer {
+	t.Helper()
 	store := mvcc.New()
 	rep := &localReplicator{sm: NewStateMachine(store)}
-	srv, err := NewServer(cfg, store, rep, fixedCluster{})
+	srv, err := NewServer(cfg, store, rep, cluster)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,10 +51,11 @@ type Cluster interface {
 
 // Default limits, as etcd's.
 const (
-	DefaultMaxRequestBytes = 1536 * 1024
-	DefaultMaxTxnOps       = 128
-	DefaultQuotaBytes      = 2 << 30
-	DefaultRequestTimeout  = 7 * time.Second
+	DefaultMaxRequestBytes   = 1536 * 1024
+	DefaultMaxTxnOps         = 128
+	DefaultQuotaBytes        = 2 << 30
+	DefaultRequestTimeout    = 7 * time.Second
+	DefaultLeaderLossTimeout = 3 * time.Second
 	// GRPCOverheadBytes is added to the request limit for gRPC's own receive
 	// limit, so that a request slightly too large gets etcd's
 	// "request is too large" error rather than a transport error.
@@ -75,6 +76,10 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps limits the operations in each list of a Txn (default DefaultMaxTxnOps).
 	MaxTxnOps int
+	// LeaderLossTimeout is how long a member may be without a leader before
+	// it ends the streams of clients that require one (default
+	// DefaultLeaderLossTimeout; etcd waits three election timeouts).
+	LeaderLossTimeout time.Duration
 	// RequestTimeout bounds how long a request waits for replication,
 	// including waiting for a leader during an election (default
 	// DefaultRequestTimeout; etcd uses 5s plus twice the election timeout).
@@ -96,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTxnOps < 0 {
 		return fmt.Errorf("kvapi: negative MaxTxnOps %d", c.MaxTxnOps)
+	}
+	if c.LeaderLossTimeout < 0 {
+		return fmt.Errorf("kvapi: negative LeaderLossTimeout %v", c.LeaderLossTimeout)
 	}
 	if c.RequestTimeout < 0 {
 		return fmt.Errorf("kvapi: negative RequestTimeout %v", c.RequestTimeout)
@@ -119,6 +127,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.LeaderLossTimeout == 0 {
+		c.LeaderLossTimeout = DefaultLeaderLossTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +145,8 @@ type Server struct {
 	watch   *watchHub        // feeds watch streams from the apply path
 	lessor  *lessor          // lease deadlines and expiry
 	client  *clientv3.Client // this member's own client, for Lock and Election
+
+	requireLeader requireLeader // open streams that need a leader
 }
 
 // NewServer returns the services. store must be the store that the state
@@ -154,13 +167,14 @@ func NewServer(cfg Config, store *mvcc.Store, rep Replicator, cluster Cluster) (
 func (s *Server) UseClient(c *clientv3.Client) { s.client = c }
 
 // Run runs the services' background work until ctx ends: the watch hub, the
-// lessor (lease expiry and checkpoints, on the leader) and auto-compaction
-// (on the leader).
+// lessor (lease expiry and checkpoints, on the leader), auto-compaction (on
+// the leader) and the leader monitor that ends require-leader streams.
 func (s *Server) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watch.run(ctx) })
 	wg.Go(func() { s.lessor.run(ctx) })
 	wg.Go(func() { s.runCompactor(ctx) })
+	wg.Go(func() { s.monitorLeader(ctx) })
 	wg.Wait()
 }
 
@@ -179,6 +193,8 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec),
+		grpc.ChainUnaryInterceptor(s.unaryRequireLeader),
+		grpc.ChainStreamInterceptor(s.streamRequireLeader),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(1<<31 - 1),
 	}
