@@ -221,6 +221,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 		cancel()
 	}
 	judge(rep, hist, env, end, opts, log)
+	rep.Checks = append(rep.Checks, check.Consistent(hashMembers(ctx, cl)))
 	_, _, rep.Timeline = env.snapshot()
 	if rep.Failed() {
 		rep.saveArtifacts(hist, log)
