@@ -78,37 +78,6 @@ func startMeshCluster(t *testing.T, n int) *meshCluster {
 	return c
 }
 
-// startProcessNoWait is startProcess without waiting for the server to be
-// ready.
-func startProcessNoWait(t *testing.T, kind string, port int, bin string, args ...string) *server {
-	t.Helper()
-	s := &server{
-		kind:      kind,
-		clientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		endpoint:  "127.0.0.1:" + strconv.Itoa(port),
-		out:       &syncBuffer{},
-		exited:    make(chan struct{}),
-		vars:      map[string]string{},
-	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	dieWithTest(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", kind, err)
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", kind, tail(s.out.String(), 4000))
-		}
-	})
-	return s
-}
-
 // ctlAt runs etcdctl against the given endpoints.
 func ctlAt(t *testing.T, endpoints []string, stdin string, args ...string) ctlResult {
 	t.Helper()

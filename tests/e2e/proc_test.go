@@ -101,6 +101,15 @@ func startPair(t *testing.T, extra ...string) (etcd, mkv *server) {
 
 func startProcess(t *testing.T, kind string, port int, bin string, args ...string) *server {
 	t.Helper()
+	s := startProcessNoWait(t, kind, port, bin, args...)
+	s.waitReady(t)
+	return s
+}
+
+// startProcessNoWait is startProcess without waiting for the server to be
+// ready (a member of a cluster is ready only once its peers run too).
+func startProcessNoWait(t *testing.T, kind string, port int, bin string, args ...string) *server {
+	t.Helper()
 	s := &server{
 		kind:      kind,
 		clientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
@@ -125,7 +134,6 @@ func startProcess(t *testing.T, kind string, port int, bin string, args ...strin
 			t.Logf("%s output:\n%s", kind, tail(s.out.String(), 4000))
 		}
 	})
-	s.waitReady(t)
 	return s
 }
 
