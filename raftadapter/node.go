@@ -206,17 +206,26 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 		return nil, n.stoppedErr()
 	}
 	p := proposal{ctx: ctx, w: newWaiter(), buf: newEnvelopeBuf(data)}
-	select {
-	case n.propc <- p:
-	case <-ctx.Done():
-		return nil, ctxError(ctx)
-	case <-n.stopc:
-		return nil, n.stoppedErr()
-	case <-n.donec:
-		return nil, n.stoppedErr()
+	if err := submit(ctx, n, n.propc, p); err != nil {
+		return nil, err
 	}
 	r := n.wait(ctx, p.w, true)
 	return r.val, r.err
+}
+
+// submit hands req to the raft loop on c, unless ctx ends or the node stops
+// first.
+func submit[T any](ctx context.Context, n *Node, c chan<- T, req T) error {
+	select {
+	case c <- req:
+		return nil
+	case <-ctx.Done():
+		return ctxError(ctx)
+	case <-n.stopc:
+		return n.stoppedErr()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
 }
 
 // wait blocks until w has a result, ctx ends or the node stops. When ctx
@@ -259,14 +268,8 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		return n.stoppedErr()
 	}
 	r := &readRequest{ctx: ctx, done: make(chan error, 1)}
-	select {
-	case n.readc <- r:
-	case <-ctx.Done():
-		return ctxError(ctx)
-	case <-n.stopc:
-		return n.stoppedErr()
-	case <-n.donec:
-		return n.stoppedErr()
+	if err := submit(ctx, n, n.readc, r); err != nil {
+		return err
 	}
 	select {
 	case err := <-r.done:
@@ -347,14 +350,8 @@ func (n *Node) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, 
 	}
 	c := &confRequest{ctx: ctx, typ: typ, id: id, context: context, w: newWaiter()}
 	c.w.conf = c
-	select {
-	case n.confc <- c:
-	case <-ctx.Done():
-		return ctxError(ctx)
-	case <-n.stopc:
-		return n.stoppedErr()
-	case <-n.donec:
-		return n.stoppedErr()
+	if err := submit(ctx, n, n.confc, c); err != nil {
+		return err
 	}
 	return n.wait(ctx, c.w, true).err
 }
@@ -371,14 +368,8 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
 		return n.stoppedErr()
 	}
 	t := &transferRequest{ctx: ctx, to: to, done: make(chan error, 1)}
-	select {
-	case n.transferc <- t:
-	case <-ctx.Done():
-		return ctxError(ctx)
-	case <-n.stopc:
-		return n.stoppedErr()
-	case <-n.donec:
-		return n.stoppedErr()
+	if err := submit(ctx, n, n.transferc, t); err != nil {
+		return err
 	}
 	select {
 	case err := <-t.done:
