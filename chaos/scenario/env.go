@@ -94,8 +94,9 @@ func (e *Env) Leader(ctx context.Context) (*cluster.Node, error) {
 	return l, nil
 }
 
-// Roles returns the leader and the other running nodes, sorted by name.
-func (e *Env) Roles(ctx context.Context) (*cluster.Node, []*cluster.Node, error) {
+// Roles returns the leader and the other running nodes, sorted by name; a
+// cluster with fewer than need followers is a setup error.
+func (e *Env) Roles(ctx context.Context, need int) (*cluster.Node, []*cluster.Node, error) {
 	l, err := e.Leader(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -105,6 +106,9 @@ func (e *Env) Roles(ctx context.Context) (*cluster.Node, []*cluster.Node, error)
 		if n != l {
 			followers = append(followers, n)
 		}
+	}
+	if len(followers) < need {
+		return nil, nil, fmt.Errorf("%w: want %d followers, have %d", ErrSetup, need, len(followers))
 	}
 	return l, followers, nil
 }

@@ -31,7 +31,7 @@ func All() []Scenario {
 			Nodes:   3, Short: true,
 			Faults: func(ctx context.Context, e *Env) error {
 				for _, kind := range []cluster.Cut{cluster.Reset, cluster.Silent} {
-					_, fs, err := e.Roles(ctx)
+					_, fs, err := e.Roles(ctx, 1)
 					if err != nil {
 						return err
 					}
@@ -50,12 +50,9 @@ func All() []Scenario {
 			Summary: "5 voters; split 3|2 with the leader on the majority side (silent)",
 			Nodes:   5, Voters: 5,
 			Faults: func(ctx context.Context, e *Env) error {
-				l, fs, err := e.Roles(ctx)
+				l, fs, err := e.Roles(ctx, 4)
 				if err != nil {
 					return err
-				}
-				if len(fs) < 4 {
-					return fmt.Errorf("%w: want 4 followers, have %d", ErrSetup, len(fs))
 				}
 				major := []string{l.Name, fs[0].Name, fs[1].Name}
 				minor := cluster.Names(fs[2:4])
@@ -69,12 +66,9 @@ func All() []Scenario {
 			Summary: "5 voters; split 2|3 with the leader on the minority side (silent): it must step down",
 			Nodes:   5, Voters: 5,
 			Faults: func(ctx context.Context, e *Env) error {
-				l, fs, err := e.Roles(ctx)
+				l, fs, err := e.Roles(ctx, 4)
 				if err != nil {
 					return err
-				}
-				if len(fs) < 4 {
-					return fmt.Errorf("%w: want 4 followers, have %d", ErrSetup, len(fs))
 				}
 				minor := []string{l.Name, fs[0].Name}
 				major := cluster.Names(fs[1:4])
@@ -93,7 +87,7 @@ func All() []Scenario {
 			Nodes:   3,
 			Faults: func(ctx context.Context, e *Env) error {
 				for _, outbound := range []bool{true, false} {
-					l, fs, err := e.Roles(ctx)
+					l, fs, err := e.Roles(ctx, 1)
 					if err != nil {
 						return err
 					}
@@ -135,7 +129,7 @@ func All() []Scenario {
 			Summary: "3 nodes; the leader-follower link is cut and healed every 200-700 ms, alternating resets and silent drops",
 			Nodes:   3,
 			Faults: func(ctx context.Context, e *Env) error {
-				l, fs, err := e.Roles(ctx)
+				l, fs, err := e.Roles(ctx, 1)
 				if err != nil {
 					return err
 				}
@@ -171,12 +165,9 @@ func All() []Scenario {
 			Summary: "5 voters; two halves that reach each other only through one bridge node (silent), the leader in a half",
 			Nodes:   5, Voters: 5,
 			Faults: func(ctx context.Context, e *Env) error {
-				l, fs, err := e.Roles(ctx)
+				l, fs, err := e.Roles(ctx, 4)
 				if err != nil {
 					return err
-				}
-				if len(fs) < 4 {
-					return fmt.Errorf("%w: want 4 followers, have %d", ErrSetup, len(fs))
 				}
 				left := []string{l.Name, fs[0].Name}
 				bridge := fs[1].Name
@@ -192,7 +183,7 @@ func All() []Scenario {
 			Nodes:   3,
 			Faults: func(ctx context.Context, e *Env) error {
 				for round, role := range []string{"leader", "follower"} {
-					l, fs, err := e.Roles(ctx)
+					l, fs, err := e.Roles(ctx, 1)
 					if err != nil {
 						return err
 					}
@@ -257,12 +248,9 @@ func nonTransitive(which string, kind cluster.Cut, short bool) Scenario {
 		Summary: summary,
 		Nodes:   3, Short: short,
 		Faults: func(ctx context.Context, e *Env) error {
-			l, fs, err := e.Roles(ctx)
+			l, fs, err := e.Roles(ctx, 2)
 			if err != nil {
 				return err
-			}
-			if len(fs) < 2 {
-				return fmt.Errorf("%w: want 2 followers, have %d", ErrSetup, len(fs))
 			}
 			a, b := l.Name, fs[0].Name
 			if which == "follower" {
@@ -279,7 +267,7 @@ func nonTransitive(which string, kind cluster.Cut, short bool) Scenario {
 func randomMix(ctx context.Context, e *Env) error {
 	kinds := []cluster.Cut{cluster.Reset, cluster.Silent, cluster.Stall}
 	for i := range 6 {
-		l, fs, err := e.Roles(ctx)
+		l, fs, err := e.Roles(ctx, 0)
 		if err != nil {
 			return err
 		}
