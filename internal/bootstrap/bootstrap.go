@@ -48,8 +48,6 @@ package bootstrap
 import (
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
-	"fmt"
 	"hash/fnv"
 	"slices"
 	"time"
@@ -85,30 +83,13 @@ type Proposal struct {
 	Members []uint64 `json:"m"` // raft ids, sorted, founder included
 }
 
-// State is what a node publishes about its bootstrap.
+// State is what a node publishes about its bootstrap (meshkv gossips it as
+// JSON inside its mesh metadata).
 type State struct {
 	RaftID    uint64    `json:"id"`
 	ClusterID uint64    `json:"c,omitempty"` // nonzero once the node formed or joined a cluster
 	Promise   *Proposal `json:"p,omitempty"` // the proposal this node promised
 	Founding  *Proposal `json:"o,omitempty"` // this node's own standing proposal
-}
-
-// Encode returns the state's wire form.
-func (s State) Encode() []byte {
-	b, _ := json.Marshal(s) // a plain struct of numbers cannot fail to encode
-	return b
-}
-
-// Decode parses a state published by another node.
-func Decode(b []byte) (State, error) {
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return State{}, fmt.Errorf("bootstrap: decode state: %w", err)
-	}
-	if s.RaftID == 0 {
-		return State{}, fmt.Errorf("bootstrap: state without raft id")
-	}
-	return s, nil
 }
 
 // Peer is another node as the caller currently sees it: only nodes of the

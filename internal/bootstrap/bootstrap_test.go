@@ -200,23 +200,6 @@ func TestFounderCrashes(t *testing.T) {
 	}
 }
 
-func TestStateRoundTrip(t *testing.T) {
-	s := State{RaftID: 7, ClusterID: 9, Promise: &Proposal{Ballot: Ballot{Founder: 3, Nonce: 4}, Members: []uint64{3, 7}}}
-	got, err := Decode(s.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.RaftID != 7 || got.ClusterID != 9 || got.Promise == nil || got.Promise.Ballot != s.Promise.Ballot || !slices.Equal(got.Promise.Members, s.Promise.Members) {
-		t.Fatalf("round trip = %+v, want %+v", got, s)
-	}
-	if _, err := Decode([]byte("{")); err == nil {
-		t.Fatal("Decode of bad input succeeded")
-	}
-	if _, err := Decode([]byte("{}")); err == nil {
-		t.Fatal("Decode of a state without id succeeded")
-	}
-}
-
 func TestNeedPeerWaits(t *testing.T) {
 	base := time.Unix(0, 0)
 	b := New(5, Config{InitialClusterSize: 1, NeedPeer: true, Nonce: func() uint64 { return 1 }}, base)
