@@ -33,7 +33,9 @@ func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.A
 
 func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
 	rs := s.cluster.RaftStatus()
-	size := s.store.Size()
+	// etcdctl's endpoint status divides by DbSize; etcd's database file is
+	// never empty, and neither is the size we report.
+	size := max(s.store.Size(), 1)
 	return &pb.StatusResponse{
 		Header:           s.header(s.store.Rev()),
 		Version:          ServerVersion,
