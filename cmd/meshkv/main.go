@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,6 +36,7 @@ type options struct {
 	cfg       meshkv.Config
 	logLevel  slog.Level
 	version   bool
+	debug     string
 	heartbeat uint
 	election  uint
 }
@@ -67,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "history to keep: a duration or hours (periodic), or revisions (revision); 0 disables")
 	passwordFile := fs.String("mesh-password-file", "", "`file` holding the shared mesh password (encrypts and authenticates peers); unset: no encryption")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.debug, "debug-listen", "", "`HOST:PORT` serving Go's profiler at /debug/pprof/ over plain HTTP (off when empty; keep it on loopback)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -129,6 +134,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if o.debug != "" {
+		srv, addr, err := serveDebug(o.debug, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "meshkv: --debug-listen: %v\n", err)
+			return 1
+		}
+		defer srv.Close()
+		log.Info("serving the profiler", "url", "http://"+addr+"/debug/pprof/")
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	node, err := meshkv.Start(ctx, o.cfg)
@@ -152,4 +167,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// serveDebug serves net/http/pprof on addr until the returned server is
+// closed, and returns the address it listens on.
+func serveDebug(addr string, log *slog.Logger) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("profiler stopped", "err", err)
+		}
+	}()
+	return srv, ln.Addr().String(), nil
 }

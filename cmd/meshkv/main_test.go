@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +30,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	for _, f := range []string{"name", "listen-client-urls", "advertise-client-urls", "mesh-listen", "peers",
 		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file",
 		"dead-member-timeout", "auto-compaction-mode", "auto-compaction-retention", "quota-backend-bytes",
-		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "version"} {
+		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "debug-listen", "version"} {
 		if !strings.Contains(errb.String(), "-"+f) {
 			t.Errorf("--help does not mention --%s", f)
 		}
@@ -77,5 +80,25 @@ func TestParseFlags(t *testing.T) {
 	}
 	if c.MeshListen != "127.0.0.1:2380" || len(c.ListenClientURLs) != 1 || c.ListenClientURLs[0] != "http://127.0.0.1:2379" {
 		t.Fatalf("defaults: mesh %q clients %v; want etcd's ports", c.MeshListen, c.ListenClientURLs)
+	}
+}
+
+func TestServeDebug(t *testing.T) {
+	srv, addr, err := serveDebug("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("profiler: %s\n%s", resp.Status, body)
+	}
+	if _, _, err := serveDebug(addr, slog.Default()); err == nil {
+		t.Fatal("a second profiler on the same address started")
 	}
 }
