@@ -378,7 +378,13 @@ func TestMemNoDetourAvailable(t *testing.T) {
 		b, rb := n.newMem(t, "b", 2, Config{})
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		n.cutBoth(a, b, cutDrop)
-		waitFor(t, 2*time.Second, "b dead", func() bool { p, _ := peerOf(a, b); return !p.Live })
+		// The probe verdict (Peer.Live) changes before the monitor marks
+		// the route dead; Send looks at the route.
+		waitFor(t, 2*time.Second, "b's route dead", func() bool {
+			p, _ := peerOf(a, b)
+			l := a.link(b.name)
+			return !p.Live && l != nil && l.route.Load().dead
+		})
 		before := a.Stats().Suspect
 		a.Send([]raftpb.Message{msg(1, 2, 1)})
 		synctest.Wait()
