@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv"
+	"github.com/meshkv/meshkv/internal/gctune"
 	"github.com/meshkv/meshkv/kvapi"
 )
 
@@ -146,6 +147,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The store lives in the heap: keep Go's GC headroom bounded for large
+	// stores (unless GOGC is set).
+	go gctune.Run(ctx, gctune.Config{})
 	node, err := meshkv.Start(ctx, o.cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)
