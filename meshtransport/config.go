@@ -50,15 +50,17 @@ var (
 // default; Validate reports nonsense and changes nothing.
 type Config struct {
 	// ListenAddr is the HOST:PORT mesh listens on; default "127.0.0.1:2380".
-	// Port 0 picks a free port at Start (see Transport.Addr); peers with
-	// PeerDiscovery on assume every peer uses the same port, so use 0 only
-	// with PeerDiscovery off or in tests.
+	// Port 0 picks a free port at Start (see Transport.Addr). With a
+	// specific host (not 0.0.0.0 or ::) the address is gossiped, and peers
+	// with PeerDiscovery on dial it.
 	ListenAddr string
 	// Peers are HOST:PORT addresses mesh connects to at Start (and keeps
 	// reconnecting to).
 	Peers []string
-	// PeerDiscovery: nil means true (connect to every peer our peers know);
-	// false connects only to Peers, which lets tests build partial topologies.
+	// PeerDiscovery: nil means true: connect to every peer our peers know,
+	// by the address it gossips (see ListenAddr) or, as mesh does, by the
+	// address our neighbours see with our own port. False connects only to
+	// Peers, which lets tests build partial topologies.
 	PeerDiscovery *bool
 	// Password turns on mesh's encryption and authentication. nil means no
 	// encryption; a non-nil password must not be empty.

@@ -117,6 +117,11 @@ func (e *memEndpoint) peers() []mesh.PeerDescription {
 	return out
 }
 
+// direct: the in-memory network connects every pair of nodes.
+func (e *memEndpoint) direct(mesh.PeerName) bool { return true }
+
+func (e *memEndpoint) dial(string) error { return nil }
+
 func (e *memEndpoint) broadcast(d mesh.GossipData) {
 	e.n.mu.Lock()
 	var others []*Transport

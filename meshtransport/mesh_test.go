@@ -409,3 +409,18 @@ func BenchmarkMeshSendBatches64(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestMeshDiscoveryOtherPorts: b and c know only a, and all three listen on
+// different ports. Mesh's own discovery would dial c on b's port; the
+// gossiped addresses connect b and c directly, so a carries none of their
+// traffic.
+func TestMeshDiscoveryOtherPorts(t *testing.T) {
+	a, _ := meshNode(t, "a", 1, Config{})
+	b, _ := meshNode(t, "b", 2, Config{Peers: []string{a.Addr()}})
+	c, rc := meshNode(t, "c", 3, Config{Peers: []string{a.Addr()}})
+	waitFor(t, 15*time.Second, "b and c connected directly", func() bool {
+		return b.net.direct(c.name) && c.net.direct(b.name) && connected(a, b, c)
+	})
+	b.Send([]raftpb.Message{msg(2, 3, 7)})
+	waitFor(t, 5*time.Second, "b's message at c", func() bool { return rc.has(2, 7) })
+}

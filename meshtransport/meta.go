@@ -33,7 +33,11 @@ type metaEntry struct {
 	Incarnation uint64 // random per process start
 	Version     uint64 // bumped by every SetMeta
 	NickName    string
-	Meta        Meta
+	// Addr is the peer's mesh listen address when it can be dialled (a
+	// specific host, not 0.0.0.0): peer discovery dials it, since mesh's
+	// own discovery assumes every peer listens on our port.
+	Addr string
+	Meta Meta
 }
 
 // newer reports whether e supersedes o: the higher (incarnation, version)
@@ -105,7 +109,7 @@ func (d *metaData) Encode() [][]byte {
 	return out
 }
 
-const metaFormat = 1
+const metaFormat = 2
 
 func finishMetaMessage(entries []byte, count int) []byte {
 	b := []byte{metaFormat}
@@ -123,6 +127,7 @@ func appendMetaEntry(b []byte, name mesh.PeerName, e *metaEntry) []byte {
 	b = binary.BigEndian.AppendUint64(b, e.Incarnation)
 	b = binary.BigEndian.AppendUint64(b, e.Version)
 	b = appendString(b, e.NickName)
+	b = appendString(b, e.Addr)
 	m := &e.Meta
 	b = binary.BigEndian.AppendUint64(b, m.RaftID)
 	b = appendString(b, m.ClusterName)
@@ -196,7 +201,7 @@ func decodeMeta(msg []byte) (*metaData, error) {
 	d := &metaData{entries: make(map[mesh.PeerName]*metaEntry, count)}
 	for i := uint64(0); i < count && r.err == nil; i++ {
 		name := mesh.PeerName(r.u64())
-		e := &metaEntry{Incarnation: r.u64(), Version: r.u64(), NickName: r.str()}
+		e := &metaEntry{Incarnation: r.u64(), Version: r.u64(), NickName: r.str(), Addr: r.str()}
 		e.Meta.RaftID = r.u64()
 		e.Meta.ClusterName = r.str()
 		e.Meta.ClusterID = r.u64()
@@ -253,11 +258,21 @@ func newMetaState(self mesh.PeerName, own *metaEntry, onChange func()) *metaStat
 func (s *metaState) setOwn(meta Meta) *metaData {
 	s.mu.Lock()
 	cur := s.entries[s.self]
-	e := &metaEntry{Incarnation: cur.Incarnation, Version: cur.Version + 1, NickName: cur.NickName, Meta: meta.clone()}
+	e := &metaEntry{Incarnation: cur.Incarnation, Version: cur.Version + 1, NickName: cur.NickName, Addr: cur.Addr, Meta: meta.clone()}
 	s.entries[s.self] = e
 	s.mu.Unlock()
 	s.onChange()
 	return &metaData{entries: map[mesh.PeerName]*metaEntry{s.self: e}}
+}
+
+// setAddr records our dialable mesh address (before the first broadcast).
+func (s *metaState) setAddr(addr string) {
+	s.mu.Lock()
+	cur := *s.entries[s.self]
+	cur.Addr = addr
+	cur.Version++
+	s.entries[s.self] = &cur
+	s.mu.Unlock()
 }
 
 func (s *metaState) own() *metaEntry {

@@ -10,7 +10,7 @@ import (
 )
 
 func sampleEntry(inc, ver uint64) *metaEntry {
-	return &metaEntry{Incarnation: inc, Version: ver, NickName: "n1", Meta: Meta{
+	return &metaEntry{Incarnation: inc, Version: ver, NickName: "n1", Addr: "10.0.0.1:2380", Meta: Meta{
 		RaftID: 5, ClusterName: "c", ClusterID: 77, ClientURLs: []string{"http://a:2379", "http://b:2379"},
 		Role: "voter", App: []byte{0, 1, 2},
 	}}
@@ -32,7 +32,7 @@ func TestMetaEncodeRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got.entries, d.entries) {
 		t.Fatalf("decoded %+v, want %+v", got.entries[1], d.entries[1])
 	}
-	for _, bad := range [][]byte{nil, {2}, msgs[0][:len(msgs[0])-1], append(bytes.Clone(msgs[0]), 0)} {
+	for _, bad := range [][]byte{nil, {1}, {3}, msgs[0][:len(msgs[0])-1], append(bytes.Clone(msgs[0]), 0)} {
 		if _, err := decodeMeta(bad); err == nil {
 			t.Errorf("decodeMeta(%x) succeeded", bad)
 		}

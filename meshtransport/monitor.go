@@ -88,6 +88,7 @@ func (t *Transport) refresh() {
 		t.byRaft.Store(&byRaft)
 	}
 	t.mu.Unlock()
+	t.discover(metas)
 
 	gone := make(map[mesh.PeerName]bool)
 	for _, l := range removed {
@@ -105,6 +106,28 @@ func (t *Transport) refresh() {
 	}
 	if len(added) > 0 || len(removed) > 0 || mapChanged {
 		signal(t.changec)
+	}
+}
+
+// discover dials every peer of our cluster that gossips a mesh address and
+// is not connected to us directly, once per address (mesh keeps retrying
+// it). Mesh's own discovery dials the addresses its neighbours see, with our
+// port, so without this peers on other ports only ever reach each other
+// through a third peer, which then carries all their traffic.
+func (t *Transport) discover(metas map[mesh.PeerName]*metaEntry) {
+	if !*t.cfg.PeerDiscovery {
+		return
+	}
+	for name, e := range metas {
+		if name == t.name || e.Addr == "" || e.Meta.ClusterName != t.cfg.ClusterName || t.dialed[e.Addr] || t.net.direct(name) {
+			continue
+		}
+		t.dialed[e.Addr] = true
+		if err := t.net.dial(e.Addr); err != nil {
+			t.logger.Warn("cannot dial a peer learnt from gossip", "to", name.String(), "addr", e.Addr, "err", err)
+			continue
+		}
+		t.logger.Info("dialling a peer learnt from gossip", "to", name.String(), "addr", e.Addr)
 	}
 }
 

@@ -25,6 +25,10 @@ type network interface {
 	peers() []mesh.PeerDescription
 	// broadcast spreads metadata to every peer.
 	broadcast(d mesh.GossipData)
+	// direct reports whether we hold a connection to peer.
+	direct(peer mesh.PeerName) bool
+	// dial asks mesh to connect to addr and to keep retrying it.
+	dial(addr string) error
 }
 
 // meshNetwork adapts a mesh router and our two gossip channels.
@@ -43,6 +47,18 @@ func (n *meshNetwork) unicast(dst mesh.PeerName, frame []byte) error {
 func (n *meshNetwork) peers() []mesh.PeerDescription { return n.router.Peers.Descriptions() }
 
 func (n *meshNetwork) broadcast(d mesh.GossipData) { n.meta.GossipBroadcast(d) }
+
+func (n *meshNetwork) direct(peer mesh.PeerName) bool {
+	_, ok := n.router.Ourself.ConnectionTo(peer)
+	return ok
+}
+
+func (n *meshNetwork) dial(addr string) error {
+	if errs := n.router.ConnectionMaker.InitiateConnections([]string{addr}, false); len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
 
 // meshLogger adapts mesh's Printf logging to slog at debug level.
 type meshLogger struct{ l *slog.Logger }

@@ -78,6 +78,7 @@ type Transport struct {
 	mu      sync.Mutex
 	started bool
 	links   map[mesh.PeerName]*link
+	dialed  map[string]bool                  // mesh addresses discover dialled; monitor goroutine only
 	byRaft  atomic.Pointer[map[uint64]*link] // replaced under mu, read lock-free
 	foreign map[uint64]bool                  // foreign cluster ids already logged
 }
@@ -147,6 +148,7 @@ func newTransport(cfg Config, name mesh.PeerName) (*Transport, error) {
 		refreshc:  make(chan struct{}, 1),
 		stopc:     make(chan struct{}),
 		links:     make(map[mesh.PeerName]*link),
+		dialed:    make(map[string]bool),
 		foreign:   make(map[uint64]bool),
 	}
 	t.reports = newReporter()
@@ -204,6 +206,9 @@ func (t *Transport) Start() error {
 	}
 	t.router.Port = port
 	t.listenPort = port
+	if ip := net.ParseIP(t.listenHost); t.listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
+		t.meta.setAddr(t.addrLocked())
+	}
 	if err := startRouter(t.router); err != nil {
 		return err
 	}
