@@ -28,9 +28,13 @@
 // Each Transport picks a random 48-bit mesh peer name, so a restarted node is
 // a new peer. Every node gossips a Meta (mesh GossipData, merged per peer by
 // newest (incarnation, version)); the incarnation is random per process
-// start. Meta.RaftID is the one place where raft ids map to mesh peers: Send
-// resolves a raft id through the gossiped metadata and nothing else. Peers
-// of another Config.ClusterName get no traffic from us. Every frame carries
+// start. Each entry also carries the peer's mesh listen address when it
+// names a specific host; with peer discovery on, the monitor dials the peers
+// of our cluster that it is not connected to by that address (mesh's own
+// discovery guesses our port). Meta.RaftID is the one place where raft ids
+// map to mesh peers: Send resolves a raft id through the gossiped metadata
+// and nothing else. Peers of another Config.ClusterName get no traffic from
+// us. Every frame carries
 // the cluster id; a frame whose id differs from ours (both non-zero) is
 // dropped, counted and logged once per foreign id.
 //
