@@ -13,7 +13,7 @@ import (
 
 // testLogger sends Info and above to t.Log until the test ends; later lines
 // (mesh's goroutines outlive a Transport) are discarded.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop) // registered first, so it runs after the transports close
@@ -22,7 +22,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 

@@ -259,7 +259,7 @@ func (r *recorder) snapStatus(id uint64) (raft.SnapshotStatus, bool) {
 
 // waitFor polls cond until it holds, failing the test after limit. Inside a
 // synctest bubble the polling costs no real time.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {

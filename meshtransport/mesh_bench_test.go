@@ -3,9 +3,6 @@
 package meshtransport
 
 import (
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -31,30 +28,13 @@ func (h *echoHandler) ReportSnapshot(uint64, raft.SnapshotStatus) {}
 // answer back, over two real mesh routers on loopback: the latency floor of
 // every raft round (append and its response, heartbeat and its response).
 func BenchmarkMeshRoundTrip(b *testing.B) {
-	mk := func(nick string, id uint64, peers []string) (*Transport, *echoHandler) {
-		cfg := Config{NickName: nick, Peers: peers, ListenAddr: freeAddrB(b), Logger: discardLogger()}
-		tr, err := New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		h := &echoHandler{in: make(chan raftpb.Message, 16)}
-		tr.SetHandler(h)
-		tr.SetMeta(Meta{RaftID: id, Role: "voter"})
-		if err := tr.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = tr.Close() })
-		return tr, h
-	}
-	a, ha := mk("a", 1, nil)
-	bb, hb := mk("b", 2, []string{a.Addr()})
-	deadline := time.Now().Add(15 * time.Second)
-	for !connected(a, bb) {
-		if time.Now().After(deadline) {
-			b.Fatal("not connected")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	a, _ := meshNode(b, "a", 1, Config{})
+	bb, _ := meshNode(b, "b", 2, Config{Peers: []string{a.Addr()}})
+	waitFor(b, 15*time.Second, "a and b connected", func() bool { return connected(a, bb) })
+	ha := &echoHandler{in: make(chan raftpb.Message, 16)}
+	hb := &echoHandler{in: make(chan raftpb.Message, 16)}
+	a.SetHandler(ha)
+	bb.SetHandler(hb)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -72,15 +52,4 @@ func BenchmarkMeshRoundTrip(b *testing.B) {
 		a.Send([]raftpb.Message{msg(1, 2, uint64(i+1))})
 		<-ha.in
 	}
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func freeAddrB(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

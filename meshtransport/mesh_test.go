@@ -21,7 +21,7 @@ import (
 )
 
 // freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,7 +35,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // meshNode starts a real transport on a fresh port with raft id raftID.
-func meshNode(t *testing.T, nick string, raftID uint64, cfg Config) (*Transport, *recorder) {
+func meshNode(t testing.TB, nick string, raftID uint64, cfg Config) (*Transport, *recorder) {
 	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = freeAddr(t)
