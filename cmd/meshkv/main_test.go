@@ -14,7 +14,7 @@ import (
 
 func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"--version"}, &out, &errb); code != 0 {
+	if code := run([]string{"--version"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("--version exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "meshkv Version:") || !strings.Contains(out.String(), "etcd API Version: 3.6") {
@@ -24,14 +24,17 @@ func TestVersion(t *testing.T) {
 
 func TestHelpListsEveryFlag(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"--help"}, &out, &errb); code != 0 {
+	if code := run([]string{"--help"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("--help exit %d", code)
+	}
+	if errb.Len() != 0 {
+		t.Errorf("--help wrote to stderr: %q", errb.String())
 	}
 	for _, f := range []string{"name", "listen-client-urls", "advertise-client-urls", "mesh-listen", "peers",
 		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file",
 		"dead-member-timeout", "auto-compaction-mode", "auto-compaction-retention", "quota-backend-bytes",
 		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "debug-listen", "version"} {
-		if !strings.Contains(errb.String(), "-"+f) {
+		if !strings.Contains(out.String(), "--"+f) {
 			t.Errorf("--help does not mention --%s", f)
 		}
 	}
@@ -55,7 +58,7 @@ func TestFlagErrors(t *testing.T) {
 		"election too short": {"--heartbeat-interval", "100", "--election-timeout", "150"},
 	} {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != 2 {
+		if code := run(args, nil, &out, &errb); code != 2 {
 			t.Errorf("%s: exit %d, want 2 (stderr %q)", name, code, errb.String())
 		} else if errb.Len() == 0 {
 			t.Errorf("%s: no error message", name)
@@ -69,7 +72,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, err := parseFlags([]string{"--name", "a", "--peers", "10.0.0.2:2380, 10.0.0.3:2380", "--peer-discovery=false",
-		"--mesh-password-file", pw, "--heartbeat-interval", "50", "--election-timeout", "500"}, &bytes.Buffer{})
+		"--mesh-password-file", pw, "--heartbeat-interval", "50", "--election-timeout", "500"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
