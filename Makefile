@@ -2,13 +2,24 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short clean
+.PHONY: help build dist run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/meshkv
-	$(GO) build -o $(BIN)/meshkv ./cmd/meshkv
+	$(GO) build -buildvcs=auto -o $(BIN)/meshkv ./cmd/meshkv
+
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+dist: ## static release binaries for linux and darwin (amd64, arm64) in dist/, with SHA256SUMS
+	rm -rf dist && mkdir -p dist
+	set -e; for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; d=meshkv-$$os-$$arch; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o dist/$$d/meshkv ./cmd/meshkv; \
+	  cp LICENSE README.md dist/$$d/; \
+	  tar -C dist -czf dist/$$d.tar.gz $$d; rm -rf dist/$$d; \
+	done
+	cd dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
 run: ## run a single node on 127.0.0.1:2379, ready for etcdctl
 	$(GO) run ./cmd/meshkv
@@ -53,4 +64,4 @@ proto: ## regenerate the Lock and Election protos in api/ (needs protoc)
 	./api/gen.sh
 
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
