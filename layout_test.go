@@ -2,6 +2,7 @@ package meshkv_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -82,4 +83,61 @@ func TestLeanModule(t *testing.T) {
 	if strings.Contains(string(out), "go.etcd.io/etcd/server/v3") {
 		t.Fatal("the main module's graph names go.etcd.io/etcd/server/v3; keep etcd's server in tests/")
 	}
+}
+
+// TestLowestGoDirective keeps go.mod's go directive at the lowest version the
+// dependencies allow, so that embedders are not forced onto a newer Go than
+// necessary: it must equal the highest go directive among the modules the
+// build needs.
+func TestLowestGoDirective(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-json", "all").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	type module struct {
+		Path      string
+		Main      bool
+		GoVersion string
+	}
+	var main module
+	highest, by := "", ""
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var m module
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Main {
+			main = m
+			continue
+		}
+		if m.GoVersion != "" && gover(m.GoVersion) > gover(highest) {
+			highest, by = m.GoVersion, m.Path
+		}
+	}
+	// Only modules that the main module's packages import matter, but `all`
+	// includes test-only ones too; the bound is therefore conservative.
+	if gover(main.GoVersion) > gover(highest) {
+		t.Errorf("go.mod says go %s, but no dependency needs more than go %s (%s): lower it", main.GoVersion, highest, by)
+	}
+}
+
+// gover makes a go version comparable as a string: "1.26.0" -> "001026000".
+func gover(v string) string {
+	var out strings.Builder
+	parts := strings.SplitN(v, ".", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "0")
+	}
+	for _, p := range parts {
+		n := 0
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		fmt.Fprintf(&out, "%03d", n)
+	}
+	return out.String()
 }
