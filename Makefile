@@ -26,11 +26,12 @@ run: ## run a single node on 127.0.0.1:2379, ready for etcdctl
 
 test: lint test-unit test-mesh test-etcd chaos-short ## everything CI runs
 
-lint: ## gofmt and go vet, both modules
+lint: ## gofmt and go vet, all three modules
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd tests && $(GO) vet ./...
+	cd tests/client36 && $(GO) vet ./...
 
 test-unit: ## unit tests with the race detector (in-memory transports)
 	$(GO) test -race -count=1 ./...
@@ -38,8 +39,9 @@ test-unit: ## unit tests with the race detector (in-memory transports)
 test-mesh: ## tests over real mesh routers, without -race (mesh itself has data races)
 	$(GO) test -count=1 -run 'Mesh|Example|Snapshot|LockStore' . ./meshtransport/...
 
-test-etcd: ## differential and etcdctl tests against real etcd (nested module tests/)
+test-etcd: ## differential and etcdctl tests against real etcd (nested module tests/), and etcd 3.6 clients against meshkv (tests/client36)
 	cd tests && $(GO) test -count=1 ./...
+	cd tests/client36 && $(GO) test -count=1 ./...
 
 bench: ## Go benchmarks of the store, raft and a node
 	$(GO) test -run='^$$' -bench=. -skip='Soak|SnapshotTransfer' -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
@@ -47,7 +49,7 @@ bench: ## Go benchmarks of the store, raft and a node
 bench-tool: ## build bin/meshkv-bench (load generator for any etcd v3 server, meshkv or etcd)
 	$(GO) build -o $(BIN)/meshkv-bench ./cmd/meshkv-bench
 
-bench-compare: ## meshkv vs a 3-member etcd 3.6.6 on this machine, markdown on stdout (ARGS=--full for 1M keys)
+bench-compare: ## meshkv vs a 3-member etcd 3.7.3 on this machine, markdown on stdout (ARGS=--full for 1M keys)
 	scripts/bench-compare.sh $(ARGS)
 
 soak: ## soak benchmark: Put/Delete churn on 3 nodes, RSS and raft log length over time (MESHKV_SOAK_DURATION)

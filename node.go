@@ -336,4 +336,4 @@ func randomID() uint64 {
 // nobody to send to, so raft never produces a message for it to carry.
 type loneTransport struct{}
 
-func (loneTransport) Send([]raftpb.Message) {}
+func (loneTransport) Send([]*raftpb.Message) {}

@@ -13,6 +13,11 @@
 # name) that goes through protoc-gen-go-grpc only. The service descriptor is
 # deliberately never registered: etcd registers the same service names, and a
 # binary that links both (the tests module does) must not panic at init.
+#
+# The messages embed etcd's own etcdserverpb.ResponseHeader and
+# mvccpb.KeyValue. protoc reads those imports (etcd/api/...) from a
+# descriptor set that api/internal/protodeps writes from the etcd API module
+# this module requires, so no etcd .proto sources are needed.
 set -euo pipefail
 
 PROTOC_GEN_GO_VERSION=v1.36.12     # matches google.golang.org/protobuf in go.mod
@@ -24,6 +29,7 @@ command -v "$protoc" >/dev/null || { echo "gen.sh: protoc not found (apt-get ins
 
 gobin=$(mktemp -d)
 trap 'rm -rf "$gobin"' EXIT
+(cd "$api_dir/.." && go run ./api/internal/protodeps "$gobin/etcd-deps.pb")
 GOBIN=$gobin GOFLAGS=-mod=mod go install "google.golang.org/protobuf/cmd/protoc-gen-go@${PROTOC_GEN_GO_VERSION}"
 GOBIN=$gobin GOFLAGS=-mod=mod go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@${PROTOC_GEN_GO_GRPC_VERSION}"
 
@@ -34,12 +40,12 @@ gen() {
     --plugin=protoc-gen-go="$gobin/protoc-gen-go" \
     --plugin=protoc-gen-go-grpc="$gobin/protoc-gen-go-grpc" \
     --proto_path=meshkv/api="$api_dir" \
+    --descriptor_set_in="$gobin/etcd-deps.pb" \
     "$@"
 }
 
 cd "$api_dir"
 gen --go_out="$api_dir" --go_opt=module=github.com/meshkv/meshkv/api \
-  meshkv/api/etcdwirepb/etcdwire.proto \
   meshkv/api/v3lockpb/v3lock.proto \
   meshkv/api/v3electionpb/v3election.proto
 gen --go-grpc_out="$api_dir" --go-grpc_opt=module=github.com/meshkv/meshkv/api \

@@ -11,7 +11,10 @@ import (
 // clusterServer is etcd's Cluster service. Members join through the mesh and
 // dead ones are replaced automatically, so the calls that add or update
 // members by peer URL are not offered; remove and promote are, for operators.
-type clusterServer struct{ *Server }
+type clusterServer struct {
+	*Server
+	pb.UnimplementedClusterServer
+}
 
 // MembershipChanger is implemented by a Cluster that lets operators remove
 // and promote members. Its errors are etcd's gRPC errors.

@@ -6,7 +6,6 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/meshkv/meshkv/api/etcdwirepb"
 	"github.com/meshkv/meshkv/api/v3electionpb"
 )
 
@@ -39,7 +38,7 @@ func (s electionServer) Campaign(ctx context.Context, r *v3electionpb.CampaignRe
 		return nil, err
 	}
 	return &v3electionpb.CampaignResponse{
-		Header: etcdwirepb.FromEtcdHeader(e.Header()),
+		Header: e.Header(),
 		Leader: &v3electionpb.LeaderKey{
 			Name:  r.Name,
 			Key:   []byte(e.Key()),
@@ -71,7 +70,7 @@ func (s electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRe
 	if err := e.Proclaim(ctx, string(r.Value)); err != nil {
 		return nil, err
 	}
-	return &v3electionpb.ProclaimResponse{Header: etcdwirepb.FromEtcdHeader(e.Header())}, nil
+	return &v3electionpb.ProclaimResponse{Header: e.Header()}, nil
 }
 
 // Resign gives up leadership if the key still leads.
@@ -83,7 +82,7 @@ func (s electionServer) Resign(ctx context.Context, r *v3electionpb.ResignReques
 	if err := e.Resign(ctx); err != nil {
 		return nil, err
 	}
-	return &v3electionpb.ResignResponse{Header: etcdwirepb.FromEtcdHeader(e.Header())}, nil
+	return &v3electionpb.ResignResponse{Header: e.Header()}, nil
 }
 
 // Leader returns the current leader's key-value ("election: no leader" if
@@ -98,8 +97,8 @@ func (s electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderReques
 		return nil, err
 	}
 	return &v3electionpb.LeaderResponse{
-		Header: etcdwirepb.FromEtcdHeader(resp.Header),
-		Kv:     etcdwirepb.FromEtcdKeyValue(resp.Kvs[0]),
+		Header: resp.Header,
+		Kv:     resp.Kvs[0],
 	}, nil
 }
 
@@ -121,8 +120,8 @@ func (s electionServer) Observe(r *v3electionpb.LeaderRequest, stream v3election
 				return ctx.Err() // nil unless the client went away
 			}
 			err := stream.Send(&v3electionpb.LeaderResponse{
-				Header: etcdwirepb.FromEtcdHeader(resp.Header),
-				Kv:     etcdwirepb.FromEtcdKeyValue(resp.Kvs[0]),
+				Header: resp.Header,
+				Kv:     resp.Kvs[0],
 			})
 			if err != nil {
 				return err

@@ -12,7 +12,13 @@ import (
 )
 
 // kvServer is etcd's KV service.
-type kvServer struct{ *Server }
+// kvServer serves etcd's KV service. RangeStream, new in etcd 3.7 and used
+// only by clients that ask for it (clientv3's GetStream, etcdctl get
+// --stream), is not implemented: it answers codes.Unimplemented.
+type kvServer struct {
+	*Server
+	pb.UnimplementedKVServer
+}
 
 var _ pb.KVServer = kvServer{}
 

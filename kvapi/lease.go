@@ -116,10 +116,13 @@ func (s *Server) UseStateMachine(sm *StateMachine) {
 	s.lessor.attach()
 }
 
-func (s *Server) registerLease(g *grpc.Server) { pb.RegisterLeaseServer(g, leaseServer{s}) }
+func (s *Server) registerLease(g *grpc.Server) { pb.RegisterLeaseServer(g, leaseServer{Server: s}) }
 
 // leaseServer is etcd's Lease service.
-type leaseServer struct{ *Server }
+type leaseServer struct {
+	*Server
+	pb.UnimplementedLeaseServer
+}
 
 var _ pb.LeaseServer = leaseServer{}
 

@@ -37,7 +37,7 @@ func newLeaseBenchServer(b *testing.B) *Server {
 func BenchmarkLeaseRenew(b *testing.B) {
 	srv := newLeaseBenchServer(b)
 	ctx := context.Background()
-	g, err := (leaseServer{srv}).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 60})
+	g, err := (leaseServer{Server: srv}).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 60})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func BenchmarkLeaseRenew(b *testing.B) {
 func BenchmarkLeaseGrantRevoke(b *testing.B) {
 	srv := newLeaseBenchServer(b)
 	ctx := context.Background()
-	ls := leaseServer{srv}
+	ls := leaseServer{Server: srv}
 	for range 10000 {
 		if _, err := ls.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 600}); err != nil {
 			b.Fatal(err)

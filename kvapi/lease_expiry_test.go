@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -64,7 +65,7 @@ func startBubble(t *testing.T, store *mvcc.Store, sm *StateMachine, lc LeaseConf
 
 func (b *bubble) grant(id, ttl int64) {
 	b.t.Helper()
-	if _, err := (leaseServer{b.srv}).LeaseGrant(b.ctx, &pb.LeaseGrantRequest{ID: id, TTL: ttl}); err != nil {
+	if _, err := (leaseServer{Server: b.srv}).LeaseGrant(b.ctx, &pb.LeaseGrantRequest{ID: id, TTL: ttl}); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -133,7 +134,9 @@ func TestLeaseExpiresAfterTTLNotBefore(t *testing.T) {
 			t.Fatalf("revision %d, want one revoke revision %d", b.store.Rev(), rev+1)
 		}
 		var got []string
-		for _, ev := range leaseRevisionEvents(t, b.store, rev+1) {
+		revEvs := leaseRevisionEvents(t, b.store, rev+1)
+		for evi := range revEvs {
+			ev := &revEvs[evi]
 			got = append(got, string(ev.Kv.Key))
 		}
 		if len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
@@ -165,7 +168,7 @@ func TestLeaseTimeToLiveCountsDown(t *testing.T) {
 		b := newBubble(t, LeaseConfig{}, false)
 		b.grant(1, 10)
 		b.sleep(3*time.Second + time.Millisecond)
-		r, err := (leaseServer{b.srv}).LeaseTimeToLive(b.ctx, &pb.LeaseTimeToLiveRequest{ID: 1})
+		r, err := (leaseServer{Server: b.srv}).LeaseTimeToLive(b.ctx, &pb.LeaseTimeToLiveRequest{ID: 1})
 		if err != nil || r.TTL != 6 || r.GrantedTTL != 10 {
 			t.Fatalf("TimeToLive after 3.001 s = %v, %v; want TTL 6 (truncated), granted 10", r, err)
 		}
@@ -281,7 +284,7 @@ func TestLeaseExpiryRevokeLosesToRenewal(t *testing.T) {
 	rep := &localReplicator{sm: sm}
 	apply := func(r *pb.InternalRaftRequest) *result {
 		t.Helper()
-		data, err := r.Marshal()
+		data, err := proto.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +320,7 @@ func TestLeaseExpiryRevokeLosesToRenewal(t *testing.T) {
 	if err := rsm.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := (&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 2}, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}}).Marshal()
+	data, _ := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 2}, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}})
 	if r := rsm.Apply(5, data).(*result); !errors.Is(r.err, errLeaseRenewed) {
 		t.Fatalf("restored replica: %v, want errLeaseRenewed", r.err)
 	}

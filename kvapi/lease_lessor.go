@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -340,7 +341,7 @@ func (l *lessor) revoke(ctx context.Context, ids []int64, basis uint64) bool {
 // propose replicates a request of the lessor's own and returns what applying
 // it returned on this member, with the store's errors unmapped.
 func (l *lessor) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
-	data, err := r.Marshal()
+	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("kvapi: encode lease request: %w", err)
 	}

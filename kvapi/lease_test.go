@@ -185,7 +185,8 @@ func TestLeaseRevoke(t *testing.T) {
 	}
 	evs := leaseRevisionEvents(t, ts.store, rev)
 	var got []string
-	for _, ev := range evs {
+	for evi := range evs {
+		ev := &evs[evi]
 		if ev.Type != mvccpb.DELETE {
 			t.Errorf("event %v, want DELETE", ev.Type)
 		}

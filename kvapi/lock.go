@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/meshkv/meshkv/api/etcdwirepb"
 	"github.com/meshkv/meshkv/api/v3electionpb"
 	"github.com/meshkv/meshkv/api/v3lockpb"
 )
@@ -73,7 +72,7 @@ func (s lockServer) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockp
 	if err := m.Lock(ctx); err != nil {
 		return nil, err
 	}
-	return &v3lockpb.LockResponse{Header: etcdwirepb.FromEtcdHeader(m.Header()), Key: []byte(m.Key())}, nil
+	return &v3lockpb.LockResponse{Header: m.Header(), Key: []byte(m.Key())}, nil
 }
 
 // Unlock deletes the lock key.
@@ -86,5 +85,5 @@ func (s lockServer) Unlock(ctx context.Context, r *v3lockpb.UnlockRequest) (*v3l
 	if err != nil {
 		return nil, err
 	}
-	return &v3lockpb.UnlockResponse{Header: etcdwirepb.FromEtcdHeader(resp.Header)}, nil
+	return &v3lockpb.UnlockResponse{Header: resp.Header}, nil
 }

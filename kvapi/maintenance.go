@@ -10,7 +10,10 @@ import (
 
 // maintenanceServer is etcd's Maintenance service, as far as an in-memory
 // store has meaning for it.
-type maintenanceServer struct{ *Server }
+type maintenanceServer struct {
+	*Server
+	pb.UnimplementedMaintenanceServer
+}
 
 var _ pb.MaintenanceServer = maintenanceServer{}
 

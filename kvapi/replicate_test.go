@@ -39,7 +39,7 @@ func TestProposalsWaitOutElections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := (kvServer{s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		if _, err := (kvServer{Server: s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
 			t.Fatalf("%v: Put after three failed proposals: %v", cause, err)
 		}
 		if got := rep.calls.Load(); got != 4 {
@@ -59,14 +59,14 @@ func TestProposalGivesUpAfterRequestTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (kvServer{s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	_, err = (kvServer{Server: s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
 	if !errors.Is(err, rpctypes.ErrGRPCNoLeader) {
 		t.Fatalf("Put with no leader for ever: %v, want %v", err, rpctypes.ErrGRPCNoLeader)
 	}
 	// Errors whose outcome is unknown are not retried.
 	rep.err, rep.calls = ErrTimeout, atomic.Int32{}
 	rep.failures.Store(1)
-	if _, err := (kvServer{s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
+	if _, err := (kvServer{Server: s}).Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
 		t.Fatalf("Put whose outcome is unknown: %v, want %v", err, rpctypes.ErrGRPCTimeout)
 	}
 	if rep.calls.Load() != 1 {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -180,9 +181,9 @@ func (s *Server) Run(ctx context.Context) {
 
 // Register adds the services to a gRPC server.
 func (s *Server) Register(g *grpc.Server) {
-	pb.RegisterKVServer(g, kvServer{s})
-	pb.RegisterMaintenanceServer(g, maintenanceServer{s})
-	pb.RegisterClusterServer(g, clusterServer{s})
+	pb.RegisterKVServer(g, kvServer{Server: s})
+	pb.RegisterMaintenanceServer(g, maintenanceServer{Server: s})
+	pb.RegisterClusterServer(g, clusterServer{Server: s})
 	s.registerWatch(g)
 	s.registerLease(g)
 	s.registerLockElection(g)
@@ -229,7 +230,7 @@ func (s *Server) fillHeader(h **pb.ResponseHeader) {
 
 // propose replicates r and returns the applied response.
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
-	data, err := r.Marshal()
+	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "etcdserver: encode request: %v", err)
 	}

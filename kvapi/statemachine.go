@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -37,8 +38,8 @@ type result struct {
 // Apply decodes one committed request and applies it. Its result is a
 // *result; errors in it are the store's sentinel errors.
 func (sm *StateMachine) Apply(index uint64, data []byte) any {
-	var r pb.InternalRaftRequest
-	if err := r.Unmarshal(data); err != nil {
+	r := new(pb.InternalRaftRequest)
+	if err := proto.Unmarshal(data, r); err != nil {
 		return &result{err: fmt.Errorf("%w at index %d: %v", ErrBadEntry, index, err)}
 	}
 	var res result

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -35,11 +36,14 @@ const (
 const reqBuffer = 16
 
 // watchServer is etcd's Watch service.
-type watchServer struct{ *Server }
+type watchServer struct {
+	*Server
+	pb.UnimplementedWatchServer
+}
 
 var _ pb.WatchServer = watchServer{}
 
-func (s *Server) registerWatch(g *grpc.Server) { pb.RegisterWatchServer(g, watchServer{s}) }
+func (s *Server) registerWatch(g *grpc.Server) { pb.RegisterWatchServer(g, watchServer{Server: s}) }
 
 // Watch serves one bidirectional stream carrying any number of watchers. The
 // calling (gRPC handler) goroutine owns the stream: it handles requests,
@@ -479,15 +483,15 @@ func approxSize(evs []mvccpb.Event) int {
 // events as keep it under the limit (at least one), all but the last have
 // Fragment set.
 func (st *watchStream) send(w *watcher, wr *pb.WatchResponse) error {
-	if !w.fragment || len(wr.Events) < 2 || wr.Size() < st.limit {
+	if !w.fragment || len(wr.Events) < 2 || proto.Size(wr) < st.limit {
 		return st.gs.Send(wr)
 	}
 	evs := wr.Events
-	overhead := (&pb.WatchResponse{Header: wr.Header, WatchId: wr.WatchId, Fragment: true}).Size()
+	overhead := proto.Size(&pb.WatchResponse{Header: wr.Header, WatchId: wr.WatchId, Fragment: true})
 	for len(evs) > 0 {
 		n, size := 0, overhead
 		for n < len(evs) {
-			es := evs[n].Size()
+			es := proto.Size(evs[n])
 			fs := 1 + varintLen(uint64(es)) + es
 			if n > 0 && size+fs >= st.limit {
 				break
@@ -568,7 +572,7 @@ func (st *watchStream) catchUp(w *watcher) (done bool, err error) {
 			var b watchBatch
 			for i := range evs {
 				if ev := &evs[i]; w.contains(ev.Kv.Key) && w.wants(ev) {
-					b.evs = append(b.evs, w.shape(ev))
+					b.evs = w.appendShaped(b.evs, ev)
 				}
 			}
 			last = rev

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
@@ -556,8 +557,8 @@ func TestWatchFragment(t *testing.T) {
 		case frag:
 			fragments++
 			events += len(r.Events)
-			if r.Size() >= limit {
-				t.Fatalf("fragment of %d bytes, limit %d", r.Size(), limit)
+			if proto.Size(r) >= limit {
+				t.Fatalf("fragment of %d bytes, limit %d", proto.Size(r), limit)
 			}
 			if last := events == n; r.Fragment == last {
 				t.Fatalf("fragment %d (%d events so far) has Fragment=%v", fragments, events, r.Fragment)
@@ -763,8 +764,8 @@ func watchTruth(t *testing.T, store *mvcc.Store, key, end []byte, from, to int64
 	err := store.History(from, to+1, func(rev int64, evs []mvccpb.Event) bool {
 		for i := range evs {
 			if w.contains(evs[i].Kv.Key) {
-				e := w.shape(&evs[i])
-				out = append(out, watchEvString([]*mvccpb.Event{&e}))
+				shaped := w.appendShaped(nil, &evs[i])
+				out = append(out, watchEvString([]*mvccpb.Event{&shaped[0]}))
 			}
 		}
 		return true

@@ -118,13 +118,15 @@ func (w *watcher) wants(ev *mvccpb.Event) bool {
 	return true
 }
 
-// shape returns the watcher's copy of ev.
-func (w *watcher) shape(ev *mvccpb.Event) mvccpb.Event {
-	e := mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+// appendShaped appends the watcher's copy of ev to evs: the same key-values,
+// without the previous one unless the watcher asked for it. (Events are
+// built in place: protobuf messages must not be copied.)
+func (w *watcher) appendShaped(evs []mvccpb.Event, ev *mvccpb.Event) []mvccpb.Event {
+	evs = append(evs, mvccpb.Event{Type: ev.Type, Kv: ev.Kv})
 	if w.prevKV {
-		e.PrevKv = ev.PrevKv
+		evs[len(evs)-1].PrevKv = ev.PrevKv
 	}
-	return e
+	return evs
 }
 
 // watchHub routes the store's events to watch streams.
@@ -240,7 +242,7 @@ func appendEvent(touched []*watcher, w *watcher, rev int64, ev *mvccpb.Event) []
 		touched = append(touched, w)
 	}
 	b := &w.buf[len(w.buf)-1]
-	b.evs = append(b.evs, w.shape(ev))
+	b.evs = w.appendShaped(b.evs, ev)
 	return touched
 }
 

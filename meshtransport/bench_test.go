@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshkv/meshkv/internal/raftwire"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -18,7 +19,7 @@ func BenchmarkEncodeMsgApp(b *testing.B) {
 			buf = buf[:0]
 		}
 		var err error
-		if buf, err = appendRaftMsg(buf, &m, m.Size()); err != nil {
+		if buf, err = appendRaftMsg(buf, m, raftwire.Size(m)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -51,7 +52,7 @@ func BenchmarkMemSendBatches64(b *testing.B) {
 	for (*a.byRaft.Load())[2] == nil {
 		time.Sleep(time.Millisecond)
 	}
-	batch := make([]raftpb.Message, 64)
+	batch := make([]*raftpb.Message, 64)
 	for i := range batch {
 		batch[i] = msg(1, 2, uint64(i))
 	}

@@ -62,7 +62,7 @@
 //
 // Each mesh unicast is one frame: a 34-byte header (format version, kind,
 // cluster id, sender raft id, receiver raft id, sequence) and a body. Kinds:
-// raft batch (length-prefixed gogo-marshalled raftpb.Messages), chunk
+// raft batch (length-prefixed protobuf-encoded raftpb.Messages), chunk
 // (index, count, total length, crc32c of the chunk and of the whole payload),
 // chunk ack, probe, probe reply (the replier's live set), and relay (origin
 // peer, final destination peer, inner frame). envelope.go has the layout.

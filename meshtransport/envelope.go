@@ -8,6 +8,8 @@ import (
 
 	"github.com/weaveworks/mesh"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meshkv/meshkv/internal/raftwire"
 )
 
 // The wire envelope. Every unicast meshtransport sends is one frame:
@@ -23,7 +25,7 @@ import (
 //
 // Integers are big-endian. Bodies by kind:
 //
-//	kindRaft       repeated { uvarint length, raftpb.Message (gogo Marshal) }; seq = frame number
+//	kindRaft       repeated { uvarint length, raftpb.Message (protobuf encoding) }; seq = frame number
 //	kindChunk      index u32, count u32, total u64, chunk crc32c u32, payload crc32c u32, data;
 //	               seq = transfer id (unique per sending peer)
 //	kindChunkAck   status u8 (ackOK | ackRejected); seq = transfer id
@@ -130,30 +132,16 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// appendRaftMsg appends m (whose Size() is size) to a kindRaft body,
-// marshalling in place without an intermediate buffer.
+// appendRaftMsg appends m (whose raftwire.Size is size) to a kindRaft body,
+// length first, encoding in place.
 func appendRaftMsg(b []byte, m *raftpb.Message, size int) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(size))
 	off := len(b)
-	b = grow(b, size)
-	n, err := m.MarshalToSizedBuffer(b[off : off+size])
+	out, err := raftwire.Append(b, m, size)
 	if err != nil {
 		return b[:off], err
 	}
-	if n != size {
-		return b[:off], fmt.Errorf("marshal wrote %d bytes, Size said %d", n, size)
-	}
-	return b, nil
-}
-
-// grow extends b by n bytes, reallocating at most once.
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), 2*cap(b)+n)
-		copy(nb, b)
-		b = nb
-	}
-	return b[:len(b)+n]
+	return out, nil
 }
 
 // nextRaftMsg splits the first encoded message off a kindRaft body.

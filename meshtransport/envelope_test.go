@@ -6,8 +6,10 @@ import (
 	"hash/crc32"
 	"testing"
 
+	"github.com/meshkv/meshkv/internal/raftwire"
 	"github.com/weaveworks/mesh"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestHeaderRoundTrip(t *testing.T) {
@@ -42,15 +44,15 @@ func TestHeaderRejects(t *testing.T) {
 }
 
 func TestRaftBatchRoundTrip(t *testing.T) {
-	msgs := []raftpb.Message{
-		{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 4, Commit: 10},
-		{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Index: 11, Data: bytes.Repeat([]byte("x"), 300)}}},
-		{Type: raftpb.MsgVote, From: 1, To: 2},
-	}
+	hb := newMsg(raftpb.MsgHeartbeat, 1, 2)
+	hb.Term, hb.Commit = new(uint64(4)), new(uint64(10))
+	app := newMsg(raftpb.MsgApp, 1, 2)
+	app.Entries = []*raftpb.Entry{{Index: new(uint64(11)), Data: bytes.Repeat([]byte("x"), 300)}}
+	msgs := []*raftpb.Message{hb, app, newMsg(raftpb.MsgVote, 1, 2)}
 	f := appendHeader(nil, header{kind: kindRaft, to: 2})
-	for i := range msgs {
+	for _, m := range msgs {
 		var err error
-		if f, err = appendRaftMsg(f, &msgs[i], msgs[i].Size()); err != nil {
+		if f, err = appendRaftMsg(f, m, raftwire.Size(m)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,12 +66,12 @@ func TestRaftBatchRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		body = rest
-		var m raftpb.Message
-		if err := m.Unmarshal(enc); err != nil {
+		m, err := raftwire.Unmarshal(enc)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if m.String() != msgs[i].String() {
-			t.Fatalf("message %d = %v, want %v", i, m.String(), msgs[i].String())
+		if !proto.Equal(m, msgs[i]) {
+			t.Fatalf("message %d = %v, want %v", i, m, msgs[i])
 		}
 	}
 	if _, _, err := nextRaftMsg([]byte{0x05, 1, 2}); !errors.Is(err, errMalformed) {

@@ -16,9 +16,9 @@ import (
 )
 
 // printer is a Handler that forwards stepped messages to a channel.
-type printer chan raftpb.Message
+type printer chan *raftpb.Message
 
-func (p printer) Step(m raftpb.Message)                      { p <- m }
+func (p printer) Step(m *raftpb.Message)                     { p <- m }
 func (p printer) ReportUnreachable(uint64)                   {}
 func (p printer) ReportSnapshot(uint64, raft.SnapshotStatus) {}
 
@@ -68,8 +68,8 @@ func Example() {
 		}
 	}
 
-	a.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 1}})
+	a.Send([]*raftpb.Message{{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(1))}})
 	m := <-got
-	fmt.Println(m.Type, "from", m.From, "to", m.To)
+	fmt.Println(m.GetType(), "from", m.GetFrom(), "to", m.GetTo())
 	// Output: MsgHeartbeat from 1 to 2
 }

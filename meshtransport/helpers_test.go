@@ -47,7 +47,7 @@ type countingHandler struct {
 	c         chan struct{}
 }
 
-func (h *countingHandler) Step(raftpb.Message) {
+func (h *countingHandler) Step(*raftpb.Message) {
 	if h.got.Add(1) >= h.want.Load() {
 		select {
 		case h.c <- struct{}{}:

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshkv/meshkv/internal/raftwire"
 	"github.com/weaveworks/mesh"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -33,7 +34,7 @@ const (
 // outItem is one raft message waiting in a link's queue.
 type outItem struct {
 	dst *link // final destination: the owning link, or another when detoured through the owner
-	msg raftpb.Message
+	msg *raftpb.Message
 }
 
 type ackItem struct {
@@ -267,7 +268,7 @@ func (l *link) abandon() {
 		return
 	}
 	for i := range items {
-		l.t.drop(&items[i].msg, &l.t.stats.droppedNoRoute)
+		l.t.drop(items[i].msg, &l.t.stats.droppedNoRoute)
 	}
 }
 
@@ -396,23 +397,24 @@ func (l *link) sendItems(items []outItem) {
 	var b batch
 	for i := range items {
 		it := &items[i]
-		size := it.msg.Size()
-		if it.msg.Type == raftpb.MsgSnap || size > ChunkSize {
+		size := raftwire.Size(it.msg)
+		to := it.msg.GetTo()
+		if it.msg.GetType() == raftpb.MsgSnap || size > ChunkSize {
 			l.flush(&b)
 			l.sendChunked(it, size)
 			continue
 		}
-		if b.count > 0 && (b.dst != it.dst || b.to != it.msg.To || len(b.frame)+raftEncodedLen(size) > maxRaftFrame) {
+		if b.count > 0 && (b.dst != it.dst || b.to != to || len(b.frame)+raftEncodedLen(size) > maxRaftFrame) {
 			l.flush(&b)
 		}
 		if b.count == 0 {
 			l.frameSeq++
-			b = batch{dst: it.dst, to: it.msg.To, frame: appendHeader(l.buf[:0], l.header(kindRaft, it.msg.To, l.frameSeq))}
+			b = batch{dst: it.dst, to: to, frame: appendHeader(l.buf[:0], l.header(kindRaft, to, l.frameSeq))}
 		}
-		f, err := appendRaftMsg(b.frame, &it.msg, size)
+		f, err := appendRaftMsg(b.frame, it.msg, size)
 		b.frame = f
 		if err != nil {
-			l.t.drop(&it.msg, &l.t.stats.droppedEncode)
+			l.t.drop(it.msg, &l.t.stats.droppedEncode)
 			continue
 		}
 		b.count++
@@ -443,18 +445,19 @@ func (l *link) flush(b *batch) {
 // reported when the receiver acknowledges it, or when it times out.
 func (l *link) sendChunked(it *outItem, size int) {
 	t := l.t
+	to, typ := it.msg.GetTo(), it.msg.GetType()
 	if size > MaxTransfer {
-		t.logger.Error("message too large to send", "to", it.msg.To, "type", it.msg.Type, "bytes", size, "max", MaxTransfer)
-		t.drop(&it.msg, &t.stats.droppedEncode)
+		t.logger.Error("message too large to send", "to", to, "type", typ, "bytes", size, "max", MaxTransfer)
+		t.drop(it.msg, &t.stats.droppedEncode)
 		return
 	}
-	data := make([]byte, size)
-	if n, err := it.msg.MarshalToSizedBuffer(data); err != nil || n != size {
-		t.drop(&it.msg, &t.stats.droppedEncode)
+	data, err := raftwire.Append(make([]byte, 0, size), it.msg, size)
+	if err != nil {
+		t.drop(it.msg, &t.stats.droppedEncode)
 		return
 	}
 	id := t.nextTransfer.Add(1)
-	t.transfers.start(id, &outTransfer{dst: it.dst.peer, raftTo: it.msg.To, snap: it.msg.Type == raftpb.MsgSnap})
+	t.transfers.start(id, &outTransfer{dst: it.dst.peer, raftTo: to, snap: typ == raftpb.MsgSnap})
 	count := uint32((uint64(size) + ChunkSize - 1) / ChunkSize)
 	sum := crc32.Checksum(data, castagnoli)
 	for i := range count {
@@ -466,7 +469,7 @@ func (l *link) sendChunked(it *outItem, size int) {
 		}
 		start := int(i) * ChunkSize
 		chunk := data[start : start+int(chunkLen(uint64(size), i))]
-		f := appendHeader(l.buf[:0], l.header(kindChunk, it.msg.To, id))
+		f := appendHeader(l.buf[:0], l.header(kindChunk, to, id))
 		f = appendChunk(f, chunkHeader{index: i, count: count, total: uint64(size), crc: crc32.Checksum(chunk, castagnoli), sum: sum}, chunk)
 		l.buf = f
 		detoured, err := l.deliver(it.dst, f)

@@ -194,7 +194,7 @@ func (n *memNet) newMem(t *testing.T, nick string, raftID uint64, cfg Config) (*
 // recorder is a Handler that records everything.
 type recorder struct {
 	mu          sync.Mutex
-	steps       []raftpb.Message
+	steps       []*raftpb.Message
 	unreachable map[uint64]int
 	snaps       []snapReport
 }
@@ -203,7 +203,7 @@ var _ Handler = (*recorder)(nil)
 
 func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int)} }
 
-func (r *recorder) Step(m raftpb.Message) {
+func (r *recorder) Step(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.steps = append(r.steps, m)
@@ -227,7 +227,7 @@ func (r *recorder) stepCount() int {
 	return len(r.steps)
 }
 
-func (r *recorder) messages() []raftpb.Message {
+func (r *recorder) messages() []*raftpb.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.steps)
@@ -237,7 +237,7 @@ func (r *recorder) messages() []raftpb.Message {
 func (r *recorder) has(from, idx uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.ContainsFunc(r.steps, func(m raftpb.Message) bool { return m.From == from && m.Index == idx })
+	return slices.ContainsFunc(r.steps, func(m *raftpb.Message) bool { return m.GetFrom() == from && m.GetIndex() == idx })
 }
 
 func (r *recorder) unreachableCount(id uint64) int {
@@ -301,7 +301,22 @@ func connected(trs ...*Transport) bool {
 	return true
 }
 
-func msg(from, to, idx uint64) raftpb.Message {
-	return raftpb.Message{Type: raftpb.MsgApp, From: from, To: to, Index: idx, Term: 1,
-		Entries: []raftpb.Entry{{Term: 1, Index: idx, Data: []byte(fmt.Sprintf("entry-%d", idx))}}}
+func msg(from, to, idx uint64) *raftpb.Message {
+	m := newMsg(raftpb.MsgApp, from, to)
+	m.Index, m.Term = new(idx), new(uint64(1))
+	m.Entries = []*raftpb.Entry{{Term: new(uint64(1)), Index: new(idx), Data: []byte(fmt.Sprintf("entry-%d", idx))}}
+	return m
+}
+
+// newMsg returns a message of type typ from one raft id to another.
+func newMsg(typ raftpb.MessageType, from, to uint64) *raftpb.Message {
+	return &raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to)}
+}
+
+// snapMsg returns a MsgSnap carrying data and a snapshot index.
+func snapMsg(from, to, term, index uint64, data []byte) *raftpb.Message {
+	m := newMsg(raftpb.MsgSnap, from, to)
+	m.Term = new(term)
+	m.Snapshot = &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(term)}}
+	return m
 }

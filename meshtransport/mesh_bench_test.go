@@ -13,9 +13,9 @@ import (
 // echoHandler answers every message it is given with a message back to the
 // sender, through its own transport (not from inside Step, which must not
 // send: a goroutine does it).
-type echoHandler struct{ in chan raftpb.Message }
+type echoHandler struct{ in chan *raftpb.Message }
 
-func (h *echoHandler) Step(m raftpb.Message) {
+func (h *echoHandler) Step(m *raftpb.Message) {
 	select {
 	case h.in <- m:
 	default:
@@ -31,8 +31,8 @@ func BenchmarkMeshRoundTrip(b *testing.B) {
 	a, _ := meshNode(b, "a", 1, Config{})
 	bb, _ := meshNode(b, "b", 2, Config{Peers: []string{a.Addr()}})
 	waitFor(b, 15*time.Second, "a and b connected", func() bool { return connected(a, bb) })
-	ha := &echoHandler{in: make(chan raftpb.Message, 16)}
-	hb := &echoHandler{in: make(chan raftpb.Message, 16)}
+	ha := &echoHandler{in: make(chan *raftpb.Message, 16)}
+	hb := &echoHandler{in: make(chan *raftpb.Message, 16)}
 	a.SetHandler(ha)
 	bb.SetHandler(hb)
 	stop := make(chan struct{})
@@ -43,13 +43,15 @@ func BenchmarkMeshRoundTrip(b *testing.B) {
 			case <-stop:
 				return
 			case m := <-hb.in:
-				bb.Send([]raftpb.Message{{Type: raftpb.MsgAppResp, From: 2, To: 1, Index: m.Index, Term: 1}})
+				resp := newMsg(raftpb.MsgAppResp, 2, 1)
+				resp.Index, resp.Term = new(m.GetIndex()), new(uint64(1))
+				bb.Send([]*raftpb.Message{resp})
 			}
 		}
 	}()
 	b.ResetTimer()
 	for i := range b.N {
-		a.Send([]raftpb.Message{msg(1, 2, uint64(i+1))})
+		a.Send([]*raftpb.Message{msg(1, 2, uint64(i+1))})
 		<-ha.in
 	}
 }

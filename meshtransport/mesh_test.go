@@ -75,16 +75,16 @@ func TestMeshThreeNodes(t *testing.T) {
 	d := waitFor(t, 15*time.Second, "three nodes connected", func() bool { return connected(a, b, c) })
 	t.Logf("connected after %v", d)
 
-	a.Send([]raftpb.Message{msg(1, 2, 10), msg(1, 3, 11)})
-	b.Send([]raftpb.Message{msg(2, 1, 12), msg(2, 3, 13)})
-	c.Send([]raftpb.Message{msg(3, 1, 14), msg(3, 2, 15)})
+	a.Send([]*raftpb.Message{msg(1, 2, 10), msg(1, 3, 11)})
+	b.Send([]*raftpb.Message{msg(2, 1, 12), msg(2, 3, 13)})
+	c.Send([]*raftpb.Message{msg(3, 1, 14), msg(3, 2, 15)})
 	waitFor(t, 5*time.Second, "six messages", func() bool {
 		return rb.has(1, 10) && rc.has(1, 11) && ra.has(2, 12) && rc.has(2, 13) && ra.has(3, 14) && rb.has(3, 15)
 	})
 
 	// Batching: many messages queued at once travel in few unicasts.
 	const count = 3000
-	msgs := make([]raftpb.Message, count)
+	msgs := make([]*raftpb.Message, count)
 	for i := range msgs {
 		msgs[i] = msg(1, 2, uint64(100+i))
 	}
@@ -106,8 +106,7 @@ func TestMeshSnapshot(t *testing.T) {
 	waitFor(t, 15*time.Second, "connected", func() bool { return connected(a, b) })
 
 	data := randomPayload(5<<20, 9)
-	a.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 2,
-		Snapshot: &raftpb.Snapshot{Data: data, Metadata: raftpb.SnapshotMetadata{Index: 50, Term: 2}}}})
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 2, 50, data)})
 	d := waitFor(t, 20*time.Second, "snapshot report", func() bool { _, ok := ra.snapStatus(2); return ok })
 	if st, _ := ra.snapStatus(2); st != raft.SnapshotFinish {
 		t.Fatalf("ReportSnapshot = %v, want SnapshotFinish", st)
@@ -115,8 +114,8 @@ func TestMeshSnapshot(t *testing.T) {
 	t.Logf("5 MiB snapshot acknowledged after %v in %d chunks", d, a.Stats().ChunksSent)
 	var got []byte
 	for _, m := range rb.messages() {
-		if m.Type == raftpb.MsgSnap {
-			got = m.Snapshot.Data
+		if m.GetType() == raftpb.MsgSnap {
+			got = m.GetSnapshot().GetData()
 		}
 	}
 	if !bytes.Equal(got, data) {
@@ -130,7 +129,7 @@ func TestMeshSnapshot(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Data: data}}})
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 0, 0, data)})
 	waitFor(t, 10*time.Second, "failure report", func() bool {
 		ra.mu.Lock()
 		defer ra.mu.Unlock()
@@ -151,8 +150,8 @@ func TestMeshLineTopology(t *testing.T) {
 	if _, direct := a.router.Ourself.ConnectionTo(c.name); direct {
 		t.Fatal("a has a direct connection to c; the line topology is broken")
 	}
-	a.Send([]raftpb.Message{msg(1, 3, 1), msg(1, 2, 2)})
-	c.Send([]raftpb.Message{msg(3, 1, 3)})
+	a.Send([]*raftpb.Message{msg(1, 3, 1), msg(1, 2, 2)})
+	c.Send([]*raftpb.Message{msg(3, 1, 3)})
 	waitFor(t, 5*time.Second, "messages across the line", func() bool {
 		return rc.has(1, 1) && rb.has(1, 2) && ra.has(3, 3)
 	})
@@ -187,7 +186,7 @@ func startTraffic(t *testing.T, src *Transport, from, to uint64) *traffic {
 				tr.next++
 				tr.sentAt[idx] = now
 				tr.mu.Unlock()
-				src.Send([]raftpb.Message{msg(from, to, idx)})
+				src.Send([]*raftpb.Message{msg(from, to, idx)})
 			}
 		}
 	})
@@ -216,7 +215,7 @@ func arrivedAfter(r *recorder, from, idx uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.steps {
-		if m.From == from && m.Index > idx {
+		if m.GetFrom() == from && m.GetIndex() > idx {
 			return true
 		}
 	}
@@ -283,7 +282,7 @@ func TestMeshWrongPassword(t *testing.T) {
 	c, rc := meshNode(t, "c", 3, Config{Password: []byte("right password"), Peers: []string{a.Addr()}})
 	b, _ := meshNode(t, "b", 2, Config{Password: []byte("wrong password"), Peers: []string{proxy.Addr()}})
 	waitFor(t, 15*time.Second, "a and c connected", func() bool { return connected(a, c) })
-	a.Send([]raftpb.Message{msg(1, 3, 1)})
+	a.Send([]*raftpb.Message{msg(1, 3, 1)})
 	waitFor(t, 5*time.Second, "a->c", func() bool { return rc.has(1, 1) })
 	// Wait until b's attempt reached a and was refused.
 	waitFor(t, 15*time.Second, "b's handshake attempt to end", func() bool {
@@ -296,7 +295,7 @@ func TestMeshWrongPassword(t *testing.T) {
 	if _, ok := peerOf(b, a); ok {
 		t.Error("b lists a")
 	}
-	b.Send([]raftpb.Message{msg(2, 1, 5)})
+	b.Send([]*raftpb.Message{msg(2, 1, 5)})
 	if (*b.byRaft.Load())[1] != nil {
 		t.Error("b resolved a's raft id")
 	}
@@ -326,10 +325,10 @@ func TestMeshEncryptionOnWire(t *testing.T) {
 			waitFor(t, 15*time.Second, "connected", func() bool { return connected(a, b) })
 			m := msg(2, 1, 1)
 			m.Entries[0].Data = []byte(marker)
-			b.Send([]raftpb.Message{m})
+			b.Send([]*raftpb.Message{m})
 			back := msg(1, 2, 2)
 			back.Entries[0].Data = []byte(marker)
-			a.Send([]raftpb.Message{back})
+			a.Send([]*raftpb.Message{back})
 			waitFor(t, 5*time.Second, "both messages", func() bool { return ra.has(2, 1) && rb.has(1, 2) })
 			mu.Lock()
 			seen := bytes.Contains(wire, []byte(marker))
@@ -348,10 +347,10 @@ func TestMeshForeignCluster(t *testing.T) {
 	waitFor(t, 15*time.Second, "connected", func() bool { return connected(a, b) })
 	a.SetClusterID(0xA)
 	b.SetClusterID(0xB)
-	a.Send([]raftpb.Message{msg(1, 2, 1)})
+	a.Send([]*raftpb.Message{msg(1, 2, 1)})
 	waitFor(t, 5*time.Second, "foreign drop", func() bool { return b.Stats().ForeignCluster > 0 })
 	b.SetClusterID(0xA)
-	a.Send([]raftpb.Message{msg(1, 2, 2)})
+	a.Send([]*raftpb.Message{msg(1, 2, 2)})
 	waitFor(t, 5*time.Second, "same cluster message", func() bool { return rb.has(1, 2) })
 	if rb.has(1, 1) {
 		t.Fatal("the foreign message was delivered")
@@ -390,7 +389,7 @@ func BenchmarkMeshSendBatches64(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	batch := make([]raftpb.Message, 64)
+	batch := make([]*raftpb.Message, 64)
 	for i := range batch {
 		batch[i] = msg(1, 2, uint64(i))
 	}
@@ -421,6 +420,6 @@ func TestMeshDiscoveryOtherPorts(t *testing.T) {
 	waitFor(t, 15*time.Second, "b and c connected directly", func() bool {
 		return b.net.direct(c.name) && c.net.direct(b.name) && connected(a, b, c)
 	})
-	b.Send([]raftpb.Message{msg(2, 3, 7)})
+	b.Send([]*raftpb.Message{msg(2, 3, 7)})
 	waitFor(t, 5*time.Second, "b's message at c", func() bool { return rc.has(2, 7) })
 }

@@ -3,8 +3,8 @@ package meshtransport
 import (
 	"time"
 
+	"github.com/meshkv/meshkv/internal/raftwire"
 	"github.com/weaveworks/mesh"
-	"go.etcd.io/raft/v3/raftpb"
 )
 
 // Bounds of the inbound queue between mesh's callbacks and our inbound
@@ -202,8 +202,8 @@ func (t *Transport) deliverBatch(h header, body []byte) {
 			t.stats.droppedNoHandler.Add(1)
 			continue
 		}
-		var m raftpb.Message
-		if err := m.Unmarshal(enc); err != nil || m.To != h.to {
+		m, err := raftwire.Unmarshal(enc)
+		if err != nil || m.GetTo() != h.to {
 			t.stats.malformed.Add(1)
 			continue
 		}
@@ -242,8 +242,8 @@ func (t *Transport) handleChunk(ra *reassembler, src mesh.PeerName, h header, bo
 	case addRejected:
 		status = ackRejected
 	case addComplete:
-		var m raftpb.Message
-		if err := m.Unmarshal(payload); err != nil || m.To != h.to {
+		m, err := raftwire.Unmarshal(payload)
+		if err != nil || m.GetTo() != h.to {
 			t.stats.malformed.Add(1)
 			status = ackRejected
 			break

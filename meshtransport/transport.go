@@ -22,7 +22,7 @@ import (
 // outcomes. Step must not block; the Report methods are called from the
 // transport's own goroutine, never from inside Send.
 type Handler interface {
-	Step(m raftpb.Message)
+	Step(m *raftpb.Message)
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
@@ -317,7 +317,7 @@ func (t *Transport) addrLocked() string {
 // whose destination is unknown, unreachable with no detour, or whose queue
 // is full is dropped, counted and reported unreachable (and, for MsgSnap,
 // as a failed snapshot); reports are delivered from another goroutine.
-func (t *Transport) Send(msgs []raftpb.Message) {
+func (t *Transport) Send(msgs []*raftpb.Message) {
 	if t.closed.Load() {
 		t.stats.droppedClosed.Add(uint64(len(msgs)))
 		return
@@ -330,9 +330,8 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 			l.wake()
 		}
 	}()
-	for i := range msgs {
-		m := &msgs[i]
-		l := byRaft[m.To]
+	for _, m := range msgs {
+		l := byRaft[m.GetTo()]
 		if l == nil {
 			t.drop(m, &t.stats.droppedNoRoute)
 			continue
@@ -348,10 +347,10 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 				owner = r.relay
 			} else {
 				t.stats.suspect.Add(1)
-				t.reports.unreachable(m.To)
+				t.reports.unreachable(m.GetTo())
 			}
 		}
-		if !owner.push(outItem{dst: l, msg: *m}) {
+		if !owner.push(outItem{dst: l, msg: m}) {
 			t.drop(m, &t.stats.droppedQueueFull)
 			continue
 		}
@@ -364,10 +363,10 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 // drop counts a message that will not be sent and tells raft.
 func (t *Transport) drop(m *raftpb.Message, counter *atomic.Uint64) {
 	counter.Add(1)
-	if m.Type == raftpb.MsgSnap {
-		t.reports.snapshot(m.To, raft.SnapshotFailure)
+	if m.GetType() == raftpb.MsgSnap {
+		t.reports.snapshot(m.GetTo(), raft.SnapshotFailure)
 	}
-	t.reports.unreachable(m.To)
+	t.reports.unreachable(m.GetTo())
 }
 
 func (t *Transport) failTransfer(id uint64) {

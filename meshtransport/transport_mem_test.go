@@ -24,19 +24,19 @@ func TestMemExchange(t *testing.T) {
 		c, rc := n.newMem(t, "c", 3, Config{})
 		waitFor(t, 5*time.Second, "all connected", func() bool { return connected(a, b, c) })
 
-		a.Send([]raftpb.Message{msg(1, 2, 10), msg(1, 3, 11)})
-		b.Send([]raftpb.Message{msg(2, 1, 12), msg(2, 3, 13)})
-		c.Send([]raftpb.Message{msg(3, 1, 14), msg(3, 2, 15)})
+		a.Send([]*raftpb.Message{msg(1, 2, 10), msg(1, 3, 11)})
+		b.Send([]*raftpb.Message{msg(2, 1, 12), msg(2, 3, 13)})
+		c.Send([]*raftpb.Message{msg(3, 1, 14), msg(3, 2, 15)})
 		waitFor(t, 5*time.Second, "six messages", func() bool {
 			return rb.has(1, 10) && rc.has(1, 11) && ra.has(2, 12) && rc.has(2, 13) && ra.has(3, 14) && rb.has(3, 15)
 		})
-		var got raftpb.Message
+		var got *raftpb.Message
 		for _, m := range rb.messages() {
-			if m.From == 1 {
+			if m.GetFrom() == 1 {
 				got = m
 			}
 		}
-		if string(got.Entries[0].Data) != "entry-10" || got.To != 2 || got.Type != raftpb.MsgApp {
+		if len(got.GetEntries()) != 1 || string(got.GetEntries()[0].GetData()) != "entry-10" || got.GetTo() != 2 || got.GetType() != raftpb.MsgApp {
 			t.Fatalf("b got %+v, want the MsgApp with entry-10", got)
 		}
 
@@ -66,7 +66,7 @@ func TestMemBatching(t *testing.T) {
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 
 		const count = 2000
-		msgs := make([]raftpb.Message, count)
+		msgs := make([]*raftpb.Message, count)
 		for i := range msgs {
 			msgs[i] = msg(1, 2, uint64(i+1))
 		}
@@ -86,8 +86,8 @@ func TestMemBatching(t *testing.T) {
 			t.Errorf("Stats.Unicasts grew by %d for %d messages, want far fewer", st.Unicasts-before.Unicasts, count)
 		}
 		for i, m := range rb.messages() {
-			if m.Index != uint64(i+1) {
-				t.Fatalf("message %d has index %d: order within one link changed", i, m.Index)
+			if m.GetIndex() != uint64(i+1) {
+				t.Fatalf("message %d has index %d: order within one link changed", i, m.GetIndex())
 			}
 		}
 	})
@@ -100,10 +100,11 @@ func TestMemBatchSplitsAtFrameLimit(t *testing.T) {
 		b, rb := n.newMem(t, "b", 2, Config{})
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		// 24 messages of 200 KiB: far over one frame, each under ChunkSize.
-		msgs := make([]raftpb.Message, 24)
+		msgs := make([]*raftpb.Message, 24)
 		for i := range msgs {
-			msgs[i] = raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Index: uint64(i + 1),
-				Entries: []raftpb.Entry{{Data: bytes.Repeat([]byte{byte(i)}, 200<<10)}}}
+			msgs[i] = newMsg(raftpb.MsgApp, 1, 2)
+			msgs[i].Index = new(uint64(i + 1))
+			msgs[i].Entries = []*raftpb.Entry{{Data: bytes.Repeat([]byte{byte(i)}, 200<<10)}}
 		}
 		a.Send(msgs)
 		waitFor(t, 5*time.Second, "all messages", func() bool { return rb.stepCount() == len(msgs) })
@@ -128,20 +129,18 @@ func TestMemSnapshotChunks(t *testing.T) {
 		for i := range data {
 			data[i] = byte(i * 7)
 		}
-		snap := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 3,
-			Snapshot: &raftpb.Snapshot{Data: data, Metadata: raftpb.SnapshotMetadata{Index: 100, Term: 3}}}
-		a.Send([]raftpb.Message{snap, msg(1, 2, 7)})
+		a.Send([]*raftpb.Message{snapMsg(1, 2, 3, 100, data), msg(1, 2, 7)})
 		waitFor(t, 10*time.Second, "snapshot finish", func() bool { _, ok := ra.snapStatus(2); return ok })
 		if st, _ := ra.snapStatus(2); st != raft.SnapshotFinish {
 			t.Fatalf("ReportSnapshot = %v, want SnapshotFinish", st)
 		}
 		var got *raftpb.Message
 		for _, m := range rb.messages() {
-			if m.Type == raftpb.MsgSnap {
-				got = &m
+			if m.GetType() == raftpb.MsgSnap {
+				got = m
 			}
 		}
-		if got == nil || !bytes.Equal(got.Snapshot.Data, data) || got.Snapshot.Metadata.Index != 100 {
+		if got == nil || !bytes.Equal(got.GetSnapshot().GetData(), data) || got.GetSnapshot().GetMetadata().GetIndex() != 100 {
 			t.Fatal("the snapshot did not arrive intact")
 		}
 		if !rb.has(1, 7) {
@@ -169,10 +168,8 @@ func TestMemSnapshotFailsWhenReceiverGone(t *testing.T) {
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
-		snap := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2,
-			Snapshot: &raftpb.Snapshot{Data: make([]byte, 2<<20)}}
 		start := time.Now()
-		a.Send([]raftpb.Message{snap})
+		a.Send([]*raftpb.Message{snapMsg(1, 2, 0, 0, make([]byte, 2<<20))})
 		waitFor(t, 10*time.Second, "snapshot report", func() bool { _, ok := ra.snapStatus(2); return ok })
 		if st, _ := ra.snapStatus(2); st != raft.SnapshotFailure {
 			t.Fatalf("ReportSnapshot = %v, want SnapshotFailure", st)
@@ -196,7 +193,7 @@ func TestMemSnapshotTimeout(t *testing.T) {
 		b, _ := n.newMem(t, "b", 2, Config{})
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		b.SetHandler(nil) // b stays alive (answers probes) but never acknowledges
-		a.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Data: []byte("s")}}})
+		a.Send([]*raftpb.Message{snapMsg(1, 2, 0, 0, []byte("s"))})
 		d := waitFor(t, 10*time.Second, "snapshot report", func() bool { _, ok := ra.snapStatus(2); return ok })
 		if st, _ := ra.snapStatus(2); st != raft.SnapshotFailure {
 			t.Fatalf("ReportSnapshot = %v, want SnapshotFailure", st)
@@ -214,7 +211,7 @@ func TestMemUnknownDestination(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
 		a, ra := n.newMem(t, "a", 1, Config{})
-		a.Send([]raftpb.Message{msg(1, 99, 1), {Type: raftpb.MsgSnap, To: 98, Snapshot: &raftpb.Snapshot{}}})
+		a.Send([]*raftpb.Message{msg(1, 99, 1), snapMsg(1, 98, 0, 0, nil)})
 		synctest.Wait()
 		if ra.unreachableCount(99) != 1 || ra.unreachableCount(98) != 1 {
 			t.Errorf("unreachable reports = %v, want one each for 98 and 99", ra.unreachable)
@@ -252,9 +249,9 @@ func TestMemQueueFull(t *testing.T) {
 		a.SetHandler(bh)
 
 		n.cut(a, b, cutBlock) // the sender blocks in its first write
-		a.Send([]raftpb.Message{msg(1, 2, 1)})
+		a.Send([]*raftpb.Message{msg(1, 2, 1)})
 		synctest.Wait() // the sender took message 1 and is stuck writing it
-		msgs := make([]raftpb.Message, 60)
+		msgs := make([]*raftpb.Message, 60)
 		for i := range msgs {
 			msgs[i] = msg(1, 2, uint64(i+2))
 		}
@@ -293,7 +290,7 @@ func detourGap(t *testing.T, src *Transport, rdst *recorder, from, to uint64) ti
 	idx := uint64(1000)
 	return waitFor(t, 5*time.Second, "a message through the detour", func() bool {
 		idx++
-		src.Send([]raftpb.Message{msg(from, to, idx)})
+		src.Send([]*raftpb.Message{msg(from, to, idx)})
 		for i := uint64(1001); i <= idx; i++ {
 			if rdst.has(from, i) {
 				return true
@@ -329,7 +326,7 @@ func TestMemDetourAroundBlackhole(t *testing.T) {
 		n.cutBoth(a, c, cutNone)
 		waitFor(t, 2*time.Second, "direct route again", func() bool { p, _ := peerOf(a, c); return p.Live && p.Via == "" })
 		before := b.Stats().Relayed
-		a.Send([]raftpb.Message{msg(1, 3, 5000)})
+		a.Send([]*raftpb.Message{msg(1, 3, 5000)})
 		waitFor(t, time.Second, "direct message", func() bool { return rc.has(1, 5000) })
 		if got := b.Stats().Relayed; got != before {
 			t.Errorf("b relayed %d frames after heal, want 0", got-before)
@@ -386,7 +383,7 @@ func TestMemNoDetourAvailable(t *testing.T) {
 			return !p.Live && l != nil && l.route.Load().dead
 		})
 		before := a.Stats().Suspect
-		a.Send([]raftpb.Message{msg(1, 2, 1)})
+		a.Send([]*raftpb.Message{msg(1, 2, 1)})
 		synctest.Wait()
 		if a.Stats().Suspect != before+1 {
 			t.Errorf("Suspect grew by %d, want 1: with no detour the message still goes the direct way", a.Stats().Suspect-before)
@@ -399,7 +396,7 @@ func TestMemNoDetourAvailable(t *testing.T) {
 		}
 		// When the probes were wrong (the link works), the message arrives.
 		n.cutBoth(a, b, cutNone)
-		a.Send([]raftpb.Message{msg(1, 2, 2)})
+		a.Send([]*raftpb.Message{msg(1, 2, 2)})
 		synctest.Wait()
 		if !rb.has(1, 2) {
 			t.Error("a message for a peer the probes wrongly call dead was dropped")
@@ -428,7 +425,7 @@ func TestMemRelayNeverRelaysTwice(t *testing.T) {
 		n.cutBoth(c, b, cutDrop)
 		waitFor(t, 2*time.Second, "b unreachable from a", func() bool { p, _ := peerOf(a, b); return !p.Live })
 		relayed := c.Stats().Relayed + a.Stats().Relayed
-		a.Send([]raftpb.Message{msg(1, 2, 77)})
+		a.Send([]*raftpb.Message{msg(1, 2, 77)})
 		synctest.Wait()
 		if got := c.Stats().Relayed + a.Stats().Relayed; got != relayed {
 			t.Errorf("%d frames relayed with no usable relay", got-relayed)
@@ -444,14 +441,14 @@ func TestMemForeignCluster(t *testing.T) {
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		a.SetClusterID(111)
 		b.SetClusterID(222)
-		a.Send([]raftpb.Message{msg(1, 2, 1), msg(1, 2, 2)})
+		a.Send([]*raftpb.Message{msg(1, 2, 1), msg(1, 2, 2)})
 		waitFor(t, time.Second, "foreign drops", func() bool { return b.Stats().ForeignCluster > 0 })
 		synctest.Wait()
 		if rb.stepCount() != 0 {
 			t.Fatalf("b stepped %d messages from another cluster", rb.stepCount())
 		}
 		b.SetClusterID(111)
-		a.Send([]raftpb.Message{msg(1, 2, 3)})
+		a.Send([]*raftpb.Message{msg(1, 2, 3)})
 		waitFor(t, time.Second, "same-cluster message", func() bool { return rb.has(1, 3) })
 	})
 }
@@ -466,7 +463,7 @@ func TestMemOtherClusterNameIgnored(t *testing.T) {
 		if p, ok := peerOf(a, b); !ok || p.Meta.ClusterName != "y" || p.Live {
 			t.Errorf("a sees b as %+v, want listed with cluster y and not probed", p)
 		}
-		a.Send([]raftpb.Message{msg(1, 2, 1)})
+		a.Send([]*raftpb.Message{msg(1, 2, 1)})
 		synctest.Wait()
 		if ra.unreachableCount(2) != 1 {
 			t.Error("raft id of another cluster name resolved")
@@ -512,10 +509,10 @@ func TestMemCloseAndHandler(t *testing.T) {
 		b, rb := n.newMem(t, "b", 2, Config{})
 		waitFor(t, 5*time.Second, "connected", func() bool { return connected(a, b) })
 		b.SetHandler(nil)
-		a.Send([]raftpb.Message{msg(1, 2, 1)})
+		a.Send([]*raftpb.Message{msg(1, 2, 1)})
 		waitFor(t, time.Second, "drop without handler", func() bool { return b.Stats().DroppedNoHandler == 1 })
 		b.SetHandler(rb)
-		a.Send([]raftpb.Message{msg(1, 2, 2)})
+		a.Send([]*raftpb.Message{msg(1, 2, 2)})
 		waitFor(t, time.Second, "message with handler", func() bool { return rb.has(1, 2) })
 
 		if err := a.Close(); err != nil {
@@ -524,7 +521,7 @@ func TestMemCloseAndHandler(t *testing.T) {
 		if err := a.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
-		a.Send([]raftpb.Message{msg(1, 2, 3)})
+		a.Send([]*raftpb.Message{msg(1, 2, 3)})
 		if a.Stats().DroppedClosed != 1 {
 			t.Errorf("DroppedClosed = %d, want 1", a.Stats().DroppedClosed)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // confRequest is one membership change. Changes are queued in call order and
@@ -71,23 +72,23 @@ func (l *loop) tryConfChange() bool {
 		}
 		bs := l.rn.BasicStatus()
 		ctxBuf := newEnvelopeBuf(c.context)
-		envelope{proposer: l.id, term: bs.Term, seq: c.w.seq}.stamp(ctxBuf)
-		cc := raftpb.ConfChangeV2{
-			Changes: []raftpb.ConfChangeSingle{{Type: c.typ, NodeID: c.id}},
+		envelope{proposer: l.id, term: bs.GetTerm(), seq: c.w.seq}.stamp(ctxBuf)
+		cc := &raftpb.ConfChangeV2{
+			Changes: []*raftpb.ConfChangeSingle{{Type: c.typ.Enum(), NodeId: new(c.id)}},
 			Context: ctxBuf,
 		}
-		data, err := cc.Marshal()
+		data, err := proto.Marshal(cc)
 		if err != nil {
 			l.finishConf(c, fmt.Errorf("raftadapter: encoding membership change: %w", err))
 			continue
 		}
-		ent := raftpb.Entry{Type: raftpb.EntryConfChangeV2, Data: data}
-		if err := l.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: l.id, Entries: []raftpb.Entry{ent}}); err != nil {
+		ent := &raftpb.Entry{Type: raftpb.EntryConfChangeV2.Enum(), Data: data}
+		if err := l.rn.Step(l.propMsg([]*raftpb.Entry{ent})); err != nil {
 			l.finishConf(c, l.dropError(err))
 			continue
 		}
 		c.proposed, c.checkRefusal = true, true
-		c.w.term, c.seenIndex = bs.Term, 0
+		c.w.term, c.seenIndex = bs.GetTerm(), 0
 		l.waiters[c.w.seq] = c.w
 		l.c.pendingProposals.Add(1)
 		return true
@@ -111,11 +112,11 @@ func (l *loop) checkConfRequest(c *confRequest) error {
 
 // validateConfRequest checks a change the API asks for; errNoop means it is
 // already in effect.
-func validateConfRequest(cs raftpb.ConfState, typ raftpb.ConfChangeType, id uint64) error {
+func validateConfRequest(cs *raftpb.ConfState, typ raftpb.ConfChangeType, id uint64) error {
 	if id == 0 || raft.IsLocalMsgTarget(id) {
 		return fmt.Errorf("%w: bad member id %d", ErrInvalidConfChange, id)
 	}
-	voter, learner := slices.Contains(cs.Voters, id), slices.Contains(cs.Learners, id)
+	voter, learner := slices.Contains(cs.GetVoters(), id), slices.Contains(cs.GetLearners(), id)
 	switch typ {
 	case raftpb.ConfChangeAddLearnerNode:
 		if voter {
@@ -135,7 +136,7 @@ func validateConfRequest(cs raftpb.ConfState, typ raftpb.ConfChangeType, id uint
 		if !voter && !learner {
 			return fmt.Errorf("%w: %x", ErrUnknownMember, id)
 		}
-		if voter && len(cs.Voters) == 1 {
+		if voter && len(cs.GetVoters()) == 1 {
 			return fmt.Errorf("%w: cannot remove the last voter %x", ErrInvalidConfChange, id)
 		}
 	default:
@@ -147,16 +148,17 @@ func validateConfRequest(cs raftpb.ConfState, typ raftpb.ConfChangeType, id uint
 // checkCommittedConfChange decides, from replicated state only, whether a
 // committed change can be applied. raft panics on changes it cannot apply,
 // so those are cancelled instead (the same way on every member).
-func checkCommittedConfChange(cs raftpb.ConfState, cc raftpb.ConfChangeV2) error {
-	if len(cc.Changes) != 1 || cc.Transition != raftpb.ConfChangeTransitionAuto || len(cs.VotersOutgoing) > 0 {
+func checkCommittedConfChange(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) error {
+	if len(cc.GetChanges()) != 1 || cc.GetTransition() != raftpb.ConfChangeTransitionAuto || len(cs.GetVotersOutgoing()) > 0 {
 		return fmt.Errorf("%w: only single changes without joint consensus are supported", ErrInvalidConfChange)
 	}
-	ch := cc.Changes[0]
-	if ch.NodeID == 0 {
+	ch := cc.GetChanges()[0]
+	if ch.GetNodeId() == 0 {
 		return nil
 	}
-	lastVoter := len(cs.Voters) == 1 && cs.Voters[0] == ch.NodeID
-	if lastVoter && (ch.Type == raftpb.ConfChangeRemoveNode || ch.Type == raftpb.ConfChangeAddLearnerNode) {
+	voters := cs.GetVoters()
+	lastVoter := len(voters) == 1 && voters[0] == ch.GetNodeId()
+	if lastVoter && (ch.GetType() == raftpb.ConfChangeRemoveNode || ch.GetType() == raftpb.ConfChangeAddLearnerNode) {
 		return fmt.Errorf("%w: change would leave no voter", ErrInvalidConfChange)
 	}
 	return nil
@@ -164,35 +166,28 @@ func checkCommittedConfChange(cs raftpb.ConfState, cc raftpb.ConfChangeV2) error
 
 // cancelledConfChange is applied in place of a change that must not take
 // effect: raft skips changes for node 0 but still records the application.
-func cancelledConfChange() raftpb.ConfChangeV2 {
-	return raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: 0}}}
+func cancelledConfChange() *raftpb.ConfChangeV2 {
+	return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(0))}}}
 }
 
 // applyConfEntry applies a committed membership change.
 func (l *loop) applyConfEntry(e *raftpb.Entry) {
-	var cc raftpb.ConfChangeV2
-	if e.Type == raftpb.EntryConfChange {
-		var v1 raftpb.ConfChange
-		if err := v1.Unmarshal(e.Data); err != nil {
-			l.log.Error("skipping undecodable membership change", "index", e.Index, "err", err)
-			return
-		}
-		cc = v1.AsV2()
-	} else if err := cc.Unmarshal(e.Data); err != nil {
-		l.log.Error("skipping undecodable membership change", "index", e.Index, "err", err)
+	cc, err := decodeConfChange(e)
+	if err != nil {
+		l.log.Error("skipping undecodable membership change", "index", e.GetIndex(), "err", err)
 		return
 	}
 
 	var w *waiter
 	var reject error
-	userCtx := cc.Context
-	if env, payload, ok := parseEnvelope(cc.Context); ok {
+	userCtx := cc.GetContext()
+	if env, payload, ok := parseEnvelope(cc.GetContext()); ok {
 		userCtx = payload
 		if env.proposer == l.id {
 			w = l.waiters[env.seq]
 		}
-		if env.term != e.Term {
-			reject = fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.Term)
+		if env.term != e.GetTerm() {
+			reject = fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.GetTerm())
 		}
 	}
 	if reject == nil {
@@ -201,17 +196,19 @@ func (l *loop) applyConfEntry(e *raftpb.Entry) {
 	apply := cc
 	if reject != nil {
 		apply = cancelledConfChange()
-		l.log.Warn("membership change cancelled", "index", e.Index, "change", cc.String(), "reason", reject)
+		l.log.Warn("membership change cancelled", "index", e.GetIndex(), "change", describeChanges(cc), "reason", reject)
 	}
-	cs := *l.rn.ApplyConfChange(apply)
+	cs := l.rn.ApplyConfChange(apply)
 	if reject == nil {
 		if l.obs != nil {
-			out := cc
-			out.Context = userCtx
-			l.obs.ApplyConfChange(out, cs)
+			l.obs.ApplyConfChange(&raftpb.ConfChangeV2{
+				Transition: cc.Transition,
+				Changes:    cc.Changes,
+				Context:    userCtx,
+			}, cs)
 		}
-		l.log.Info("membership changed", "index", e.Index, "change", describeChanges(cc),
-			"voters", fmtIDs(cs.Voters), "learners", fmtIDs(cs.Learners))
+		l.log.Info("membership changed", "index", e.GetIndex(), "change", describeChanges(cc),
+			"voters", fmtIDs(cs.GetVoters()), "learners", fmtIDs(cs.GetLearners()))
 	}
 	if w != nil {
 		if reject != nil && errors.Is(reject, ErrLeaderChanged) {
@@ -227,23 +224,23 @@ func (l *loop) applyConfEntry(e *raftpb.Entry) {
 // local log in their own term (they need no re-proposal) and where its
 // pending membership change landed, which tells checkConfRefused that raft
 // accepted it.
-func (l *loop) noteAppended(ents []raftpb.Entry) {
+func (l *loop) noteAppended(ents []*raftpb.Entry) {
 	l.noteProposalsAppended(ents)
 	if len(l.confQueue) == 0 || !l.confQueue[0].proposed || l.confQueue[0].seenIndex != 0 {
 		return
 	}
 	c := l.confQueue[0]
 	w := c.w
-	for i := range ents {
-		if ents[i].Type != raftpb.EntryConfChangeV2 {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryConfChangeV2 {
 			continue
 		}
 		var cc raftpb.ConfChangeV2
-		if cc.Unmarshal(ents[i].Data) != nil {
+		if proto.Unmarshal(e.GetData(), &cc) != nil {
 			continue
 		}
-		if env, _, ok := parseEnvelope(cc.Context); ok && env.proposer == l.id && env.seq == w.seq {
-			c.seenIndex = ents[i].Index
+		if env, _, ok := parseEnvelope(cc.GetContext()); ok && env.proposer == l.id && env.seq == w.seq {
+			c.seenIndex = e.GetIndex()
 		}
 	}
 }
@@ -281,15 +278,32 @@ func (l *loop) confDone(c *confRequest) {
 	}
 }
 
-func describeChanges(cc raftpb.ConfChangeV2) string {
+func describeChanges(cc *raftpb.ConfChangeV2) string {
 	s := ""
-	for i, ch := range cc.Changes {
+	for i, ch := range cc.GetChanges() {
 		if i > 0 {
 			s += " "
 		}
-		s += fmt.Sprintf("%s(%x)", ch.Type, ch.NodeID)
+		s += fmt.Sprintf("%s(%x)", ch.GetType(), ch.GetNodeId())
 	}
 	return s
+}
+
+// decodeConfChange decodes the membership change of a committed entry of
+// either kind.
+func decodeConfChange(e *raftpb.Entry) (*raftpb.ConfChangeV2, error) {
+	if e.GetType() == raftpb.EntryConfChange {
+		var v1 raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &v1); err != nil {
+			return nil, err
+		}
+		return v1.AsV2(), nil
+	}
+	cc := new(raftpb.ConfChangeV2)
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, err
+	}
+	return cc, nil
 }
 
 func fmtIDs(ids []uint64) []string {

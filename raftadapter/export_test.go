@@ -14,7 +14,7 @@ func (n *Node) IdleForTest() bool {
 }
 
 // StoredSnapshotForTest returns the snapshot held in the node's raft storage.
-func (n *Node) StoredSnapshotForTest() raftpb.Snapshot {
+func (n *Node) StoredSnapshotForTest() *raftpb.Snapshot {
 	snap, _ := n.storage.Snapshot() // MemoryStorage.Snapshot never fails
 	return snap
 }

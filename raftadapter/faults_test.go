@@ -20,7 +20,7 @@ type gateTransport struct {
 	release chan struct{}
 }
 
-func (g *gateTransport) Send([]raftpb.Message) {
+func (g *gateTransport) Send([]*raftpb.Message) {
 	select {
 	case g.entered <- struct{}{}:
 	default:
@@ -54,7 +54,7 @@ func TestInboundQueueIsBounded(t *testing.T) {
 		t.Fatal("node never sent")
 	}
 	for range 10 {
-		n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, To: 1, From: 2, Term: 1})
+		n.Step(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), To: new(uint64(1)), From: new(uint64(2)), Term: new(uint64(1))})
 	}
 	if got := n.Status().Metrics.InboundDropped; got != 6 {
 		t.Fatalf("InboundDropped = %d, want 6 (queue of 4, 10 messages)", got)

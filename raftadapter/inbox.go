@@ -16,7 +16,7 @@ type inbox struct {
 	notifyc chan struct{} // capacity 1; a pending value means "look at the inbox"
 
 	mu          sync.Mutex
-	msgs        []raftpb.Message
+	msgs        []*raftpb.Message
 	unreachable []uint64
 	snapReports []snapReport
 	cancels     []*waiter
@@ -29,7 +29,7 @@ type snapReport struct {
 
 // inboxBatch is what the loop takes out of the inbox in one go.
 type inboxBatch struct {
-	msgs        []raftpb.Message
+	msgs        []*raftpb.Message
 	unreachable []uint64
 	snapReports []snapReport
 	cancels     []*waiter
@@ -47,7 +47,7 @@ func (in *inbox) notify() {
 }
 
 // pushMsg queues m; it reports false when the queue is full and m was dropped.
-func (in *inbox) pushMsg(m raftpb.Message) bool {
+func (in *inbox) pushMsg(m *raftpb.Message) bool {
 	in.mu.Lock()
 	if len(in.msgs) >= in.max {
 		in.mu.Unlock()

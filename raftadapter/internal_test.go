@@ -37,23 +37,35 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestCheckInbound(t *testing.T) {
-	ok := raftpb.Message{Type: raftpb.MsgApp, To: 1, From: 2}
+	msg := func(typ raftpb.MessageType, to, from uint64, ents ...*raftpb.Entry) *raftpb.Message {
+		return &raftpb.Message{Type: typ.Enum(), To: new(to), From: new(from), Entries: ents}
+	}
+	snap := func(s *raftpb.Snapshot) *raftpb.Message {
+		m := msg(raftpb.MsgSnap, 1, 2)
+		m.Snapshot = s
+		return m
+	}
+	data := func(b string) *raftpb.Entry { return &raftpb.Entry{Data: []byte(b)} }
 	cases := map[string]struct {
-		m     raftpb.Message
+		m     *raftpb.Message
 		valid bool
 	}{
-		"append":            {ok, true},
-		"wrong recipient":   {raftpb.Message{Type: raftpb.MsgApp, To: 3, From: 2}, false},
-		"no sender":         {raftpb.Message{Type: raftpb.MsgApp, To: 1}, false},
-		"from self":         {raftpb.Message{Type: raftpb.MsgApp, To: 1, From: 1}, false},
-		"local type":        {raftpb.Message{Type: raftpb.MsgHup, To: 1, From: 2}, false},
-		"empty proposal":    {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2}, false},
-		"proposal":          {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2, Entries: []raftpb.Entry{{Data: []byte("x")}}}, true},
-		"forwarded change":  {raftpb.Message{Type: raftpb.MsgProp, To: 1, From: 2, Entries: []raftpb.Entry{{Type: raftpb.EntryConfChangeV2, Data: []byte("junk")}}}, false},
-		"read index no ctx": {raftpb.Message{Type: raftpb.MsgReadIndex, To: 1, From: 2}, false},
-		"read index":        {raftpb.Message{Type: raftpb.MsgReadIndex, To: 1, From: 2, Entries: []raftpb.Entry{{Data: []byte("c")}}}, true},
-		"snap without data": {raftpb.Message{Type: raftpb.MsgSnap, To: 1, From: 2}, false},
-		"snap":              {raftpb.Message{Type: raftpb.MsgSnap, To: 1, From: 2, Snapshot: &raftpb.Snapshot{}}, true},
+		"append":                {msg(raftpb.MsgApp, 1, 2), true},
+		"nil":                   {nil, false},
+		"wrong recipient":       {msg(raftpb.MsgApp, 3, 2), false},
+		"no sender":             {&raftpb.Message{Type: raftpb.MsgApp.Enum(), To: new(uint64(1))}, false},
+		"from self":             {msg(raftpb.MsgApp, 1, 1), false},
+		"local type":            {msg(raftpb.MsgHup, 1, 2), false},
+		"negative type":         {msg(raftpb.MessageType(-1), 1, 2), false},
+		"unknown type":          {msg(raftpb.MessageType(99), 1, 2), false},
+		"empty proposal":        {msg(raftpb.MsgProp, 1, 2), false},
+		"proposal":              {msg(raftpb.MsgProp, 1, 2, data("x")), true},
+		"forwarded change":      {msg(raftpb.MsgProp, 1, 2, &raftpb.Entry{Type: raftpb.EntryConfChangeV2.Enum(), Data: []byte("junk")}), false},
+		"read index no ctx":     {msg(raftpb.MsgReadIndex, 1, 2), false},
+		"read index":            {msg(raftpb.MsgReadIndex, 1, 2, data("c")), true},
+		"snap without data":     {snap(nil), false},
+		"snap without metadata": {snap(&raftpb.Snapshot{}), false},
+		"snap":                  {snap(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{}}), true},
 	}
 	for name, tc := range cases {
 		if err := checkInbound(1, tc.m); (err == nil) != tc.valid {
@@ -63,11 +75,11 @@ func TestCheckInbound(t *testing.T) {
 }
 
 func TestValidateConfRequest(t *testing.T) {
-	cs := raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}
-	single := raftpb.ConfState{Voters: []uint64{1}}
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}
+	single := &raftpb.ConfState{Voters: []uint64{1}}
 	cases := []struct {
 		name string
-		cs   raftpb.ConfState
+		cs   *raftpb.ConfState
 		typ  raftpb.ConfChangeType
 		id   uint64
 		want error
@@ -94,22 +106,23 @@ func TestValidateConfRequest(t *testing.T) {
 }
 
 func TestCheckCommittedConfChange(t *testing.T) {
-	single := raftpb.ConfState{Voters: []uint64{1}}
-	one := func(typ raftpb.ConfChangeType, id uint64) raftpb.ConfChangeV2 {
-		return raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: id}}}
+	single := &raftpb.ConfState{Voters: []uint64{1}}
+	one := func(typ raftpb.ConfChangeType, id uint64) *raftpb.ConfChangeV2 {
+		return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(id)}}}
 	}
+	node := func(id uint64) *raftpb.ConfChangeSingle { return &raftpb.ConfChangeSingle{NodeId: new(id)} }
 	cases := []struct {
 		name string
-		cc   raftpb.ConfChangeV2
+		cc   *raftpb.ConfChangeV2
 		ok   bool
 	}{
 		{"add", one(raftpb.ConfChangeAddLearnerNode, 2), true},
 		{"remove last voter", one(raftpb.ConfChangeRemoveNode, 1), false},
 		{"demote last voter", one(raftpb.ConfChangeAddLearnerNode, 1), false},
-		{"leave joint", raftpb.ConfChangeV2{}, false},
-		{"joint", raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{NodeID: 2}, {NodeID: 3}}}, false},
-		{"explicit transition", raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit,
-			Changes: []raftpb.ConfChangeSingle{{NodeID: 2}}}, false},
+		{"leave joint", &raftpb.ConfChangeV2{}, false},
+		{"joint", &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{node(2), node(3)}}, false},
+		{"explicit transition", &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(),
+			Changes: []*raftpb.ConfChangeSingle{node(2)}}, false},
 		{"cancelled", cancelledConfChange(), true},
 	}
 	for _, tc := range cases {

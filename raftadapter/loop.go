@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
 )
 
 // loop is the state owned by the raft loop goroutine. Nothing else touches
@@ -23,6 +24,7 @@ type loop struct {
 	id      uint64
 	log     *slog.Logger
 	rn      *raft.RawNode
+	idp     *uint64 // points at id; shared by the messages the loop builds (nothing writes through it)
 	storage *raft.MemoryStorage
 	sm      StateMachine
 	obs     ConfChangeObserver // sm, if it implements it
@@ -34,9 +36,9 @@ type loop struct {
 	state       raft.StateType
 	ticks       uint64
 	applied     uint64
-	appliedTerm uint64 // term of the entry at applied
-	confState   raftpb.ConfState
-	voters      []uint64 // sorted copies of confState, shared with published Status
+	appliedTerm uint64            // term of the entry at applied
+	confState   *raftpb.ConfState // never nil
+	voters      []uint64          // sorted copies of confState, shared with published Status
 	learners    []uint64
 	memberVer   uint64 // bumped on every membership change
 	wasMember   bool
@@ -101,6 +103,8 @@ func newLoop(n *Node, rn *raft.RawNode, storage *raft.MemoryStorage, sm StateMac
 		id:        n.id,
 		log:       n.cfg.Logger.With("raft_id", fmt.Sprintf("%x", n.id)),
 		rn:        rn,
+		idp:       new(n.id),
+		confState: new(raftpb.ConfState),
 		storage:   storage,
 		sm:        sm,
 		tr:        tr,
@@ -267,10 +271,10 @@ func (l *loop) handleReady(rd raft.Ready) {
 	// after the restore below, the loop keeps a capture of the restored
 	// state machine instead of the bytes.
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		stored := rd.Snapshot
-		stored.Data = snapToken(stored.Metadata.Index)
+		md := rd.Snapshot.GetMetadata()
+		stored := &raftpb.Snapshot{Data: snapToken(md.GetIndex()), Metadata: md}
 		if err := l.storage.ApplySnapshot(stored); err != nil {
-			l.fatal = fmt.Errorf("raftadapter: storing snapshot %d: %w", rd.Snapshot.Metadata.Index, err)
+			l.fatal = fmt.Errorf("raftadapter: storing snapshot %d: %w", md.GetIndex(), err)
 			return
 		}
 	}
@@ -329,7 +333,7 @@ func (l *loop) housekeep() bool {
 
 func (l *loop) softStateChanged(ss raft.SoftState) {
 	if ss.Lead != l.lead {
-		term := l.rn.BasicStatus().Term
+		term := l.rn.BasicStatus().GetTerm()
 		l.log.Info("leader changed", "leader", fmt.Sprintf("%x", ss.Lead), "previous", fmt.Sprintf("%x", l.lead), "term", term)
 		l.lead = ss.Lead
 		l.abandonReadRound()
@@ -411,16 +415,16 @@ drain:
 		fail(ErrNoLeader)
 		return
 	}
-	ents := make([]raftpb.Entry, len(live))
 	for _, p := range live {
 		p.w.seq = l.nextSeq()
 	}
 	low := l.lowWater(live[0].w.seq)
+	ents := normalEntries(len(live))
 	for i, p := range live {
-		envelope{proposer: l.id, term: bs.Term, seq: p.w.seq, low: low}.stamp(p.buf)
-		ents[i] = raftpb.Entry{Type: raftpb.EntryNormal, Data: p.buf}
+		envelope{proposer: l.id, term: bs.GetTerm(), seq: p.w.seq, low: low}.stamp(p.buf)
+		ents[i].Data = p.buf
 	}
-	if err := l.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: l.id, Entries: ents}); err != nil {
+	if err := l.rn.Step(l.propMsg(ents)); err != nil {
 		l.c.proposalsDropped.Add(uint64(len(live)))
 		fail(l.dropError(err))
 		return
@@ -429,7 +433,7 @@ drain:
 	// propose them again if they do not show up (see repropose).
 	leader := bs.RaftState == raft.StateLeader
 	for _, p := range live {
-		p.w.term, p.w.proposedTick = bs.Term, l.ticks
+		p.w.term, p.w.proposedTick = bs.GetTerm(), l.ticks
 		if !leader {
 			p.w.buf = p.buf
 		}
@@ -486,14 +490,14 @@ func (l *loop) drainInbox() {
 
 // stepInbound steps a message from another member, refusing ones that could
 // make raft panic or that no member of ours sends.
-func (l *loop) stepInbound(m raftpb.Message) {
+func (l *loop) stepInbound(m *raftpb.Message) {
 	if err := checkInbound(l.id, m); err != nil {
 		l.c.inboundRejected.Add(1)
-		l.log.Debug("rejected inbound message", "type", m.Type.String(), "from", fmt.Sprintf("%x", m.From), "err", err)
+		l.log.Debug("rejected inbound message", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
 		return
 	}
 	l.inCount++
-	l.heard[m.From] = l.inCount
+	l.heard[m.GetFrom()] = l.inCount
 	if err := l.rn.Step(m); err != nil {
 		// Responses from members no longer in the configuration and the
 		// like; raft already ignores them.
@@ -501,33 +505,38 @@ func (l *loop) stepInbound(m raftpb.Message) {
 	}
 }
 
-func checkInbound(self uint64, m raftpb.Message) error {
+func checkInbound(self uint64, m *raftpb.Message) error {
 	switch {
-	case m.To != self:
-		return fmt.Errorf("addressed to %x", m.To)
-	case m.From == 0 || m.From == self:
-		return fmt.Errorf("bad sender %x", m.From)
-	case raft.IsLocalMsg(m.Type):
+	case m == nil:
+		return errors.New("nil message")
+	case m.GetTo() != self:
+		return fmt.Errorf("addressed to %x", m.GetTo())
+	case m.GetFrom() == 0 || m.GetFrom() == self:
+		return fmt.Errorf("bad sender %x", m.GetFrom())
+	case raftpb.MessageType_name[int32(m.GetType())] == "":
+		// raft indexes tables by message type: a negative one would panic.
+		return fmt.Errorf("unknown message type %d", m.GetType())
+	case raft.IsLocalMsg(m.GetType()):
 		return errors.New("local message type from the network")
 	}
-	switch m.Type {
+	switch m.GetType() {
 	case raftpb.MsgProp:
-		if len(m.Entries) == 0 {
+		if len(m.GetEntries()) == 0 {
 			return errors.New("empty proposal")
 		}
-		for _, e := range m.Entries {
-			if e.Type != raftpb.EntryNormal {
+		for _, e := range m.GetEntries() {
+			if e.GetType() != raftpb.EntryNormal {
 				// Membership changes are proposed only by the leader itself,
 				// after validation.
 				return errors.New("forwarded membership change")
 			}
 		}
 	case raftpb.MsgReadIndex:
-		if len(m.Entries) != 1 {
+		if len(m.GetEntries()) != 1 {
 			return errors.New("read index request without exactly one entry")
 		}
 	case raftpb.MsgSnap:
-		if m.Snapshot == nil {
+		if m.GetSnapshot().GetMetadata() == nil {
 			return errors.New("snapshot message without snapshot")
 		}
 	}
@@ -535,34 +544,34 @@ func checkInbound(self uint64, m raftpb.Message) error {
 }
 
 // applyEntries applies committed entries in order.
-func (l *loop) applyEntries(ents []raftpb.Entry) {
-	for i := range ents {
-		e := &ents[i]
-		if e.Index <= l.applied {
+func (l *loop) applyEntries(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		index, term := e.GetIndex(), e.GetTerm()
+		if index <= l.applied {
 			continue
 		}
-		if e.Term > l.appliedTerm {
-			l.appliedTerm = e.Term
-			l.dedup.startTerm(e.Term)
-			l.failOlderThan(e.Term)
+		if term > l.appliedTerm {
+			l.appliedTerm = term
+			l.dedup.startTerm(term)
+			l.failOlderThan(term)
 		}
-		switch e.Type {
+		switch e.GetType() {
 		case raftpb.EntryNormal:
 			l.applyNormal(e)
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			l.applyConfEntry(e)
 		}
-		l.applied = e.Index
+		l.applied = index
 		l.c.appliedEntries.Add(1)
 	}
 	l.maybeSnapshot()
 }
 
 func (l *loop) applyNormal(e *raftpb.Entry) {
-	env, payload, ok := parseEnvelope(e.Data)
+	env, payload, ok := parseEnvelope(e.GetData())
 	if !ok {
-		if len(e.Data) > 0 {
-			l.log.Warn("skipping log entry without envelope", "index", e.Index)
+		if len(e.GetData()) > 0 {
+			l.log.Warn("skipping log entry without envelope", "index", e.GetIndex())
 		}
 		return // raft's empty entry of a new leader
 	}
@@ -570,13 +579,13 @@ func (l *loop) applyNormal(e *raftpb.Entry) {
 	if env.proposer == l.id {
 		w = l.waiters[env.seq]
 	}
-	if env.term != e.Term {
+	if env.term != e.GetTerm() {
 		// Appended in a term other than the one it was proposed in: a
 		// forwarded proposal that reached a later leader. Every member skips
 		// it, which is what lets a proposer declare its proposals lost once
 		// it has applied an entry of a later term.
 		if w != nil {
-			l.lost(w, fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.Term))
+			l.lost(w, fmt.Errorf("%w: proposed in term %d, appended in term %d", ErrLeaderChanged, env.term, e.GetTerm()))
 		}
 		return
 	}
@@ -587,12 +596,12 @@ func (l *loop) applyNormal(e *raftpb.Entry) {
 		if w != nil {
 			// Cannot happen (a waited-for seq is never below a floor, and an
 			// applied one has been resolved), but never leave a caller hanging.
-			l.log.Error("skipped an entry whose proposal is still pending", "index", e.Index, "seq", env.seq)
-			l.lost(w, fmt.Errorf("%w: entry %d skipped as a duplicate", ErrOutcomeUnknown, e.Index))
+			l.log.Error("skipped an entry whose proposal is still pending", "index", e.GetIndex(), "seq", env.seq)
+			l.lost(w, fmt.Errorf("%w: entry %d skipped as a duplicate", ErrOutcomeUnknown, e.GetIndex()))
 		}
 		return
 	}
-	res := l.sm.Apply(e.Index, payload)
+	res := l.sm.Apply(e.GetIndex(), payload)
 	if w != nil {
 		l.resolve(w, result{val: res})
 	}
@@ -638,31 +647,32 @@ func (l *loop) forget(w *waiter) {
 
 // restore replaces the state machine and the dedup state with a snapshot
 // from the leader.
-func (l *loop) restore(snap raftpb.Snapshot) {
-	md := snap.Metadata
-	dd, smData, err := decodeSnapshot(snap.Data)
-	if err == nil && dd.term != md.Term {
-		err = fmt.Errorf("%w: dedup state of term %d in a snapshot of term %d", ErrBadSnapshot, dd.term, md.Term)
+func (l *loop) restore(snap *raftpb.Snapshot) {
+	md := snap.GetMetadata()
+	index, term := md.GetIndex(), md.GetTerm()
+	dd, smData, err := decodeSnapshot(snap.GetData())
+	if err == nil && dd.term != term {
+		err = fmt.Errorf("%w: dedup state of term %d in a snapshot of term %d", ErrBadSnapshot, dd.term, term)
 	}
 	if err != nil {
-		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", md.Index, err)
+		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", index, err)
 		return
 	}
 	if err := l.sm.Restore(bytes.NewReader(smData)); err != nil {
-		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", md.Index, err)
+		l.fatal = fmt.Errorf("raftadapter: restoring snapshot at index %d: %w", index, err)
 		return
 	}
 	l.dedup = dd
-	l.applied, l.appliedTerm = md.Index, md.Term
-	l.snapIndex, l.lastSnapAttempt = md.Index, md.Index
-	l.captureRestored(md.Index)
+	l.applied, l.appliedTerm = index, term
+	l.snapIndex, l.lastSnapAttempt = index, index
+	l.captureRestored(index)
 	l.c.snapshotsRestored.Add(1)
-	l.log.Info("restored snapshot from leader", "index", md.Index, "term", md.Term, "bytes", len(snap.Data))
+	l.log.Info("restored snapshot from leader", "index", index, "term", term, "bytes", len(snap.GetData()))
 	// A proposal of a term up to the snapshot's may be inside the snapshot
 	// or lost; we cannot tell. Later terms come after it and still resolve.
 	for _, w := range l.waiters {
-		if w.term <= md.Term {
-			l.lost(w, fmt.Errorf("%w: log replaced by snapshot at index %d", ErrOutcomeUnknown, md.Index))
+		if w.term <= term {
+			l.lost(w, fmt.Errorf("%w: log replaced by snapshot at index %d", ErrOutcomeUnknown, index))
 		} else if w.conf != nil {
 			// The log after the snapshot is gone too; entries come again.
 			// (A proposal seen in the log of its own term needs no
@@ -670,7 +680,7 @@ func (l *loop) restore(snap raftpb.Snapshot) {
 			w.conf.seenIndex = 0
 		}
 	}
-	l.setConfState(md.ConfState)
+	l.setConfState(md.GetConfState())
 }
 
 // shutdown fails everything still waiting, stops the snapshot writer and
@@ -802,11 +812,11 @@ func (l *loop) publish() {
 	st := &Status{
 		ID:             l.id,
 		Leader:         bs.Lead,
-		Term:           bs.Term,
+		Term:           bs.GetTerm(),
 		State:          bs.RaftState,
 		IsLeader:       bs.RaftState == raft.StateLeader,
 		LeadTransferee: bs.LeadTransferee,
-		CommitIndex:    bs.Commit,
+		CommitIndex:    bs.GetCommit(),
 		AppliedIndex:   l.applied,
 		SnapshotIndex:  l.snapIndex,
 		Voters:         l.voters,
@@ -848,16 +858,13 @@ func (l *loop) publish() {
 }
 
 // setConfState records a new membership and notices this member's removal.
-func (l *loop) setConfState(cs raftpb.ConfState) {
-	l.confState = raftpb.ConfState{
-		Voters:         slices.Clone(cs.Voters),
-		Learners:       slices.Clone(cs.Learners),
-		VotersOutgoing: slices.Clone(cs.VotersOutgoing),
-		LearnersNext:   slices.Clone(cs.LearnersNext),
-		AutoLeave:      cs.AutoLeave,
+func (l *loop) setConfState(cs *raftpb.ConfState) {
+	if cs == nil {
+		cs = new(raftpb.ConfState)
 	}
-	l.voters = slices.Sorted(slices.Values(cs.Voters))
-	l.learners = slices.Sorted(slices.Values(cs.Learners))
+	l.confState = proto.CloneOf(cs)
+	l.voters = slices.Sorted(slices.Values(cs.GetVoters()))
+	l.learners = slices.Sorted(slices.Values(cs.GetLearners()))
 	l.memberVer++
 	member := slices.Contains(l.voters, l.id) || slices.Contains(l.learners, l.id)
 	switch {

@@ -40,20 +40,22 @@ type StateMachine interface {
 // a snapshot reaches a restoring member only through the state machine's own
 // snapshot, so keep what you need in it.
 type ConfChangeObserver interface {
-	ApplyConfChange(cc raftpb.ConfChangeV2, state raftpb.ConfState)
+	// cc and state belong to the node: read them during the call, and
+	// clone what must be kept.
+	ApplyConfChange(cc *raftpb.ConfChangeV2, state *raftpb.ConfState)
 }
 
 // Transport carries raft messages to other members.
 //
 // Send is called only from the raft loop and must never block: queue or drop.
-// It may keep msgs and their contents after returning but must not modify
-// them. Messages addressed to unknown or unreachable members are dropped and
-// reported with Node.ReportUnreachable. After a MsgSnap has been delivered or
+// It may keep msgs and the messages they point to after returning but must
+// not modify them. Messages addressed to unknown or unreachable members are
+// dropped and reported with Node.ReportUnreachable. After a MsgSnap has been delivered or
 // has failed, the transport calls Node.ReportSnapshot. Received messages go to
 // Node.Step. Those Node methods never block and may be called from any
 // goroutine, including from within Send.
 type Transport interface {
-	Send(msgs []raftpb.Message)
+	Send(msgs []*raftpb.Message)
 }
 
 // maxProposalBatch bounds the number of proposals stepped into raft at once.
@@ -293,8 +295,9 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 
 // Step hands a message received from another member to the raft loop. It
 // never blocks: when the inbound queue is full the message is dropped and
-// counted (raft recovers from lost messages).
-func (n *Node) Step(m raftpb.Message) {
+// counted (raft recovers from lost messages). The node keeps m: the caller
+// must not modify it afterwards.
+func (n *Node) Step(m *raftpb.Message) {
 	if n.stopped() {
 		return
 	}

@@ -197,7 +197,7 @@ func TestCloseIsGracefulAndFinal(t *testing.T) {
 		}
 	}
 	// Transport callbacks after Close are ignored, never block or panic.
-	n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, To: lead, From: rest[0], Term: 100})
+	n.Step(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), To: new(lead), From: new(rest[0]), Term: new(uint64(100))})
 	n.ReportUnreachable(rest[0])
 	n.ReportSnapshot(rest[0], raft.SnapshotFailure)
 	if err := n.Close(); err != nil {
@@ -226,4 +226,4 @@ func TestLoneVoterLeadsWithoutTicks(t *testing.T) {
 
 type nopTransport struct{}
 
-func (nopTransport) Send([]raftpb.Message) {}
+func (nopTransport) Send([]*raftpb.Message) {}

@@ -74,6 +74,11 @@ func (l *loop) startReadRound() bool {
 	if len(live) == 0 {
 		return false
 	}
+	// Every round, a retry included, gets a context of its own. raft may
+	// still answer an abandoned attempt (its acknowledgements can arrive
+	// late, from a leader since deposed); that answer must never be taken
+	// for a later round, whose reads may have started after writes the
+	// earlier read index does not cover.
 	q.rounds++
 	rctx := make([]byte, 16)
 	binary.BigEndian.PutUint64(rctx[:8], l.id)

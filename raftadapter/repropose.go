@@ -49,17 +49,16 @@ func (l *loop) scheduleRepropose(at uint64) {
 // matching), so it commits unless the leader changes, and then the term rule
 // fails the proposal anyway: proposing it again would only add a copy to
 // skip. A leader keeps no envelopes.
-func (l *loop) noteProposalsAppended(ents []raftpb.Entry) {
+func (l *loop) noteProposalsAppended(ents []*raftpb.Entry) {
 	if len(l.waiters) == 0 || l.state == raft.StateLeader {
 		return
 	}
-	for i := range ents {
-		e := &ents[i]
-		if e.Type != raftpb.EntryNormal {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal {
 			continue
 		}
-		env, _, ok := parseEnvelope(e.Data)
-		if !ok || env.proposer != l.id || env.term != e.Term {
+		env, _, ok := parseEnvelope(e.GetData())
+		if !ok || env.proposer != l.id || env.term != e.GetTerm() {
 			continue
 		}
 		if w := l.waiters[env.seq]; w != nil && w.conf == nil {
@@ -81,7 +80,7 @@ func (l *loop) noteProposalsAppended(ents []raftpb.Entry) {
 func (l *loop) repropose() {
 	l.reproposeAt = 0
 	every := uint64(l.cfg.ReproposeTicks)
-	term := l.rn.BasicStatus().Term
+	term := l.rn.BasicStatus().GetTerm()
 	canSend := !l.closing && !l.removed && l.state == raft.StateFollower && l.lead != 0 && l.lead != l.id
 	var due []*waiter
 	for _, w := range l.waiters {
@@ -101,17 +100,20 @@ func (l *loop) repropose() {
 		return
 	}
 	slices.SortFunc(due, func(a, b *waiter) int { return cmp.Compare(a.seq, b.seq) })
-	ents := make([]raftpb.Entry, 0, min(len(due), maxReproposeBatch))
-	size := uint64(0)
+	count, size := 0, uint64(0)
 	for _, w := range due {
-		if len(ents) == maxReproposeBatch || (len(ents) > 0 && size+uint64(len(w.buf)) > l.cfg.MaxSizePerMsg) {
+		if count == maxReproposeBatch || (count > 0 && size+uint64(len(w.buf)) > l.cfg.MaxSizePerMsg) {
 			l.scheduleRepropose(l.ticks + 1) // the rest go next tick
 			break
 		}
-		ents = append(ents, raftpb.Entry{Type: raftpb.EntryNormal, Data: w.buf})
+		count++
 		size += uint64(len(w.buf))
 	}
-	if err := l.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: l.id, Entries: ents}); err != nil {
+	ents := normalEntries(count)
+	for i, w := range due[:count] {
+		ents[i].Data = w.buf
+	}
+	if err := l.rn.Step(l.propMsg(ents)); err != nil {
 		// Leader lost meanwhile; the proposals stay pending.
 		l.scheduleRepropose(l.ticks + 1)
 		return

@@ -22,8 +22,8 @@ const electionTicks = 10 // newCluster's ElectionTicks, and so the default Repro
 // and lets everything else through.
 func interceptProps(c *cluster, from uint64, n int32, act raftadaptertest.Action) *atomic.Int32 {
 	var hit atomic.Int32
-	c.net.Intercept(func(sender uint64, m raftpb.Message) raftadaptertest.Action {
-		if sender == from && m.Type == raftpb.MsgProp && hit.Load() < n {
+	c.net.Intercept(func(sender uint64, m *raftpb.Message) raftadaptertest.Action {
+		if sender == from && m.GetType() == raftpb.MsgProp && hit.Load() < n {
 			hit.Add(1)
 			return act
 		}
@@ -115,8 +115,8 @@ func TestAppendedProposalIsNotReproposed(t *testing.T) {
 	// The follower's proposal reaches the leader, and the leader's appends
 	// reach the follower, but none of the follower's answers get through:
 	// the entry cannot commit.
-	c.net.Intercept(func(from uint64, msg raftpb.Message) raftadaptertest.Action {
-		if from == f && msg.To == lead && msg.Type != raftpb.MsgProp {
+	c.net.Intercept(func(from uint64, msg *raftpb.Message) raftadaptertest.Action {
+		if from == f && msg.GetTo() == lead && msg.GetType() != raftpb.MsgProp {
 			return raftadaptertest.Drop
 		}
 		return raftadaptertest.Deliver
@@ -166,8 +166,8 @@ func TestLateOriginalIsSkippedEverywhere(t *testing.T) {
 			f := c.others(lead)[0]
 			var holding atomic.Bool
 			holding.Store(true)
-			c.net.Intercept(func(from uint64, m raftpb.Message) raftadaptertest.Action {
-				if from == f && m.Type == raftpb.MsgProp && holding.Load() {
+			c.net.Intercept(func(from uint64, m *raftpb.Message) raftadaptertest.Action {
+				if from == f && m.GetType() == raftpb.MsgProp && holding.Load() {
 					return raftadaptertest.Hold
 				}
 				return raftadaptertest.Deliver
@@ -294,8 +294,8 @@ func TestReproposalUnderLossAndReorder(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, "leader", func() bool { return c.leaderAmong(c.ids...) != 0 })
 	var props atomic.Uint64
-	c.net.Intercept(func(_ uint64, m raftpb.Message) raftadaptertest.Action {
-		if m.Type == raftpb.MsgProp && props.Add(1)%3 == 0 {
+	c.net.Intercept(func(_ uint64, m *raftpb.Message) raftadaptertest.Action {
+		if m.GetType() == raftpb.MsgProp && props.Add(1)%3 == 0 {
 			return raftadaptertest.Drop
 		}
 		return raftadaptertest.Deliver

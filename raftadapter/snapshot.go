@@ -82,8 +82,8 @@ type snapResult struct {
 
 // snapSends is the loop's state of snapshots on their way to followers.
 type snapSends struct {
-	writing bool             // a job is with the snapshot writer
-	waiting []raftpb.Message // MsgSnaps (token data) waiting for their index's data
+	writing bool              // a job is with the snapshot writer
+	waiting []*raftpb.Message // MsgSnaps (token data) waiting for their index's data
 	// data is built snapshot data for dataIndex, shared by the sends of that
 	// index while any is in flight (dataTick: loop tick when it was built).
 	data      []byte
@@ -223,8 +223,7 @@ func (l *loop) maybeSnapshot() {
 		l.log.Warn("state machine snapshot failed", "index", index, "err", err)
 		return
 	}
-	cs := l.confState
-	if _, err := l.storage.CreateSnapshot(index, &cs, snapToken(index)); err != nil {
+	if _, err := l.storage.CreateSnapshot(index, l.confState, snapToken(index)); err != nil {
 		if !errors.Is(err, raft.ErrSnapOutOfDate) {
 			l.log.Warn("storing snapshot failed", "index", index, "err", err)
 		}
@@ -271,17 +270,17 @@ func (l *loop) captureRestored(index uint64) {
 // routeSnapshots takes the MsgSnaps out of msgs: their data is a token. A
 // snapshot whose data is at hand goes out with the others; the rest wait for
 // the snapshot writer.
-func (l *loop) routeSnapshots(msgs []raftpb.Message) []raftpb.Message {
-	if !slices.ContainsFunc(msgs, func(m raftpb.Message) bool { return m.Type == raftpb.MsgSnap }) {
+func (l *loop) routeSnapshots(msgs []*raftpb.Message) []*raftpb.Message {
+	if !slices.ContainsFunc(msgs, func(m *raftpb.Message) bool { return m.GetType() == raftpb.MsgSnap }) {
 		return msgs
 	}
-	out := make([]raftpb.Message, 0, len(msgs))
+	out := make([]*raftpb.Message, 0, len(msgs))
 	for _, m := range msgs {
-		if m.Type != raftpb.MsgSnap || m.Snapshot == nil {
+		if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
 			out = append(out, m)
 			continue
 		}
-		index, ok := parseSnapToken(m.Snapshot.Data)
+		index, ok := parseSnapToken(m.GetSnapshot().GetData())
 		if !ok {
 			out = append(out, m) // already carries real data
 			continue
@@ -300,22 +299,24 @@ func (l *loop) routeSnapshots(msgs []raftpb.Message) []raftpb.Message {
 	return out
 }
 
-// withData returns m carrying data and notes the send as in flight.
-func (l *loop) withData(m raftpb.Message, data []byte, index uint64) raftpb.Message {
-	m.Snapshot = &raftpb.Snapshot{Data: data, Metadata: m.Snapshot.Metadata}
+// withData returns a copy of m carrying data and notes the send as in
+// flight. m itself is left alone (its snapshot is raft's).
+func (l *loop) withData(m *raftpb.Message, data []byte, index uint64) *raftpb.Message {
+	snap := &raftpb.Snapshot{Data: data, Metadata: m.GetSnapshot().GetMetadata()}
+	out := &raftpb.Message{Type: m.Type, To: m.To, From: m.From, Term: m.Term, Snapshot: snap}
 	if l.sends.inflight == nil {
 		l.sends.inflight = make(map[uint64]uint64)
 	}
-	l.sends.inflight[m.To] = index
+	l.sends.inflight[m.GetTo()] = index
 	l.c.snapshotsSent.Add(1)
-	return m
+	return out
 }
 
 // snapshotUnavailable fails a snapshot send whose capture is gone; raft
 // tries again later with the snapshot then in storage.
-func (l *loop) snapshotUnavailable(m raftpb.Message, index uint64) {
-	l.log.Debug("snapshot capture gone; send failed", "to", fmt.Sprintf("%x", m.To), "index", index)
-	l.n.in.pushSnapReport(m.To, raft.SnapshotFailure)
+func (l *loop) snapshotUnavailable(m *raftpb.Message, index uint64) {
+	l.log.Debug("snapshot capture gone; send failed", "to", fmt.Sprintf("%x", m.GetTo()), "index", index)
+	l.n.in.pushSnapReport(m.GetTo(), raft.SnapshotFailure)
 	if l.capture == nil || l.capture.index < l.snapIndex {
 		l.snapshotNow = true
 	}
@@ -330,7 +331,7 @@ func (l *loop) startSnapshotWrite() {
 	}
 	keep := s.waiting[:0]
 	for _, m := range s.waiting {
-		if index, _ := parseSnapToken(m.Snapshot.Data); l.capture != nil && index == l.capture.index {
+		if index, _ := parseSnapToken(m.GetSnapshot().GetData()); l.capture != nil && index == l.capture.index {
 			keep = append(keep, m)
 		} else {
 			l.snapshotUnavailable(m, index)
@@ -354,9 +355,9 @@ func (l *loop) finishSnapshot(res snapResult) {
 	s.writing = false
 	l.n.snapInFlight.Store(false)
 	defer l.startSnapshotWrite()
-	var send, rest []raftpb.Message
+	var send, rest []*raftpb.Message
 	for _, m := range s.waiting {
-		if index, _ := parseSnapToken(m.Snapshot.Data); index == res.index {
+		if index, _ := parseSnapToken(m.GetSnapshot().GetData()); index == res.index {
 			send = append(send, m)
 		} else {
 			rest = append(rest, m)
@@ -366,7 +367,7 @@ func (l *loop) finishSnapshot(res snapResult) {
 	if res.err != nil {
 		l.log.Warn("writing snapshot failed", "index", res.index, "err", res.err)
 		for _, m := range send {
-			l.n.in.pushSnapReport(m.To, raft.SnapshotFailure)
+			l.n.in.pushSnapReport(m.GetTo(), raft.SnapshotFailure)
 		}
 		return
 	}
@@ -410,26 +411,26 @@ func (l *loop) expireSnapshotData() {
 // predates members added since; the recipient would refuse it. Such a send is
 // reported as failed (raft retries later) and a fresh snapshot, which
 // includes the new member, is taken right away.
-func (l *loop) dropStaleSnapshots(msgs []raftpb.Message) []raftpb.Message {
+func (l *loop) dropStaleSnapshots(msgs []*raftpb.Message) []*raftpb.Message {
 	stale := func(m *raftpb.Message) bool {
-		if m.Type != raftpb.MsgSnap || m.Snapshot == nil {
+		if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
 			return false
 		}
-		cs := m.Snapshot.Metadata.ConfState
-		return !slices.Contains(cs.Voters, m.To) && !slices.Contains(cs.Learners, m.To)
+		cs := m.GetSnapshot().GetMetadata().GetConfState()
+		return !slices.Contains(cs.GetVoters(), m.GetTo()) && !slices.Contains(cs.GetLearners(), m.GetTo())
 	}
-	if !slices.ContainsFunc(msgs, func(m raftpb.Message) bool { return stale(&m) }) {
+	if !slices.ContainsFunc(msgs, stale) {
 		return msgs
 	}
-	out := make([]raftpb.Message, 0, len(msgs))
-	for i := range msgs {
-		if !stale(&msgs[i]) {
-			out = append(out, msgs[i])
+	out := make([]*raftpb.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if !stale(m) {
+			out = append(out, m)
 			continue
 		}
-		l.log.Debug("snapshot predates recipient; taking a fresh one", "to", fmt.Sprintf("%x", msgs[i].To),
-			"index", msgs[i].Snapshot.Metadata.Index)
-		l.n.in.pushSnapReport(msgs[i].To, raft.SnapshotFailure)
+		l.log.Debug("snapshot predates recipient; taking a fresh one", "to", fmt.Sprintf("%x", m.GetTo()),
+			"index", m.GetSnapshot().GetMetadata().GetIndex())
+		l.n.in.pushSnapReport(m.GetTo(), raft.SnapshotFailure)
 		l.snapshotNow = true
 	}
 	return out

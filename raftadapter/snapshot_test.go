@@ -95,11 +95,11 @@ func (c *cluster) checkTokenStored(id uint64) {
 	c.t.Helper()
 	st := c.nodes[id].Status()
 	snap := c.nodes[id].StoredSnapshotForTest()
-	if st.SnapshotIndex == 0 || snap.Metadata.Index != st.SnapshotIndex {
-		c.t.Fatalf("node %d: stored snapshot index %d, status snapshot index %d", id, snap.Metadata.Index, st.SnapshotIndex)
+	if st.SnapshotIndex == 0 || snap.GetMetadata().GetIndex() != st.SnapshotIndex {
+		c.t.Fatalf("node %d: stored snapshot index %d, status snapshot index %d", id, snap.GetMetadata().GetIndex(), st.SnapshotIndex)
 	}
-	if len(snap.Data) > maxTokenLen {
-		c.t.Fatalf("node %d: stored snapshot holds %d bytes of data, want a token of at most %d", id, len(snap.Data), maxTokenLen)
+	if len(snap.GetData()) > maxTokenLen {
+		c.t.Fatalf("node %d: stored snapshot holds %d bytes of data, want a token of at most %d", id, len(snap.GetData()), maxTokenLen)
 	}
 	if held := st.Metrics.SnapshotBytesHeld; held != 0 {
 		c.t.Fatalf("node %d: %d snapshot bytes held at rest, want 0", id, held)
@@ -156,8 +156,8 @@ func TestSnapshotSendsShareData(t *testing.T) {
 		c.put(lead, "k"+strconv.Itoa(i), strings.Repeat("v", 1000))
 	}
 	c.settle()
-	c.net.Intercept(func(_ uint64, m raftpb.Message) raftadaptertest.Action {
-		if m.Type == raftpb.MsgSnap {
+	c.net.Intercept(func(_ uint64, m *raftpb.Message) raftadaptertest.Action {
+		if m.GetType() == raftpb.MsgSnap {
 			return raftadaptertest.Hold
 		}
 		return raftadaptertest.Deliver

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-compare.sh: meshkv side by side with a 3-member etcd 3.6.6 on this
+# bench-compare.sh: meshkv side by side with a 3-member etcd 3.7.3 on this
 # machine; prints a markdown report on stdout (progress on stderr).
 #
 #   scripts/bench-compare.sh                 # about 8 minutes

@@ -6,8 +6,8 @@
 // Proclaim, Leader, Observe (a server stream) and Resign). The messages carry
 // etcd's names, field numbers and types, but are registered under the
 // protobuf package meshkv.v3electionpb, so this package and etcd's can be
-// linked into one binary. Headers and key-values use etcdwirepb.ResponseHeader
-// and etcdwirepb.KeyValue, the wire twins of etcd's types.
+// linked into one binary. Headers and key-values are etcd's own
+// etcdserverpb.ResponseHeader and mvccpb.KeyValue.
 //
 // A server implements ElectionServer (embedding UnimplementedElectionServer)
 // and registers it with RegisterElectionServer; NewElectionClient builds a

@@ -16,7 +16,8 @@
 package v3electionpb
 
 import (
-	etcdwirepb "github.com/meshkv/meshkv/api/etcdwirepb"
+	etcdserverpb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	mvccpb "go.etcd.io/etcd/api/v3/mvccpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -98,8 +99,8 @@ func (x *CampaignRequest) GetValue() []byte {
 }
 
 type CampaignResponse struct {
-	state  protoimpl.MessageState     `protogen:"open.v1"`
-	Header *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state  protoimpl.MessageState       `protogen:"open.v1"`
+	Header *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	// leader describes the resources used for holding leadership of the
 	// election.
 	Leader        *LeaderKey `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
@@ -137,7 +138,7 @@ func (*CampaignResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3electionpb_v3election_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *CampaignResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *CampaignResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
@@ -271,10 +272,10 @@ func (x *LeaderRequest) GetName() []byte {
 }
 
 type LeaderResponse struct {
-	state  protoimpl.MessageState     `protogen:"open.v1"`
-	Header *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state  protoimpl.MessageState       `protogen:"open.v1"`
+	Header *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	// kv is the key-value pair representing the latest leader update.
-	Kv            *etcdwirepb.KeyValue `protobuf:"bytes,2,opt,name=kv,proto3" json:"kv,omitempty"`
+	Kv            *mvccpb.KeyValue `protobuf:"bytes,2,opt,name=kv,proto3" json:"kv,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,14 +310,14 @@ func (*LeaderResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3electionpb_v3election_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *LeaderResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *LeaderResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
 	return nil
 }
 
-func (x *LeaderResponse) GetKv() *etcdwirepb.KeyValue {
+func (x *LeaderResponse) GetKv() *mvccpb.KeyValue {
 	if x != nil {
 		return x.Kv
 	}
@@ -369,8 +370,8 @@ func (x *ResignRequest) GetLeader() *LeaderKey {
 }
 
 type ResignResponse struct {
-	state         protoimpl.MessageState     `protogen:"open.v1"`
-	Header        *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	Header        *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,7 +406,7 @@ func (*ResignResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3electionpb_v3election_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *ResignResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *ResignResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
@@ -467,8 +468,8 @@ func (x *ProclaimRequest) GetValue() []byte {
 }
 
 type ProclaimResponse struct {
-	state         protoimpl.MessageState     `protogen:"open.v1"`
-	Header        *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	Header        *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,7 +504,7 @@ func (*ProclaimResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3electionpb_v3election_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *ProclaimResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *ProclaimResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
@@ -514,13 +515,13 @@ var File_meshkv_api_v3electionpb_v3election_proto protoreflect.FileDescriptor
 
 const file_meshkv_api_v3electionpb_v3election_proto_rawDesc = "" +
 	"\n" +
-	"(meshkv/api/v3electionpb/v3election.proto\x12\x13meshkv.v3electionpb\x1a$meshkv/api/etcdwirepb/etcdwire.proto\"Q\n" +
+	"(meshkv/api/v3electionpb/v3election.proto\x12\x13meshkv.v3electionpb\x1a\x1fetcd/api/etcdserverpb/rpc.proto\x1a\x18etcd/api/mvccpb/kv.proto\"Q\n" +
 	"\x0fCampaignRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x03R\x05lease\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"\x85\x01\n" +
-	"\x10CampaignResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06header\x126\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x80\x01\n" +
+	"\x10CampaignResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x126\n" +
 	"\x06leader\x18\x02 \x01(\v2\x1e.meshkv.v3electionpb.LeaderKeyR\x06leader\"Y\n" +
 	"\tLeaderKey\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x10\n" +
@@ -528,19 +529,19 @@ const file_meshkv_api_v3electionpb_v3election_proto_rawDesc = "" +
 	"\x03rev\x18\x03 \x01(\x03R\x03rev\x12\x14\n" +
 	"\x05lease\x18\x04 \x01(\x03R\x05lease\"#\n" +
 	"\rLeaderRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\fR\x04name\"x\n" +
-	"\x0eLeaderResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06header\x12+\n" +
-	"\x02kv\x18\x02 \x01(\v2\x1b.meshkv.etcdwirepb.KeyValueR\x02kv\"G\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\"h\n" +
+	"\x0eLeaderResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12 \n" +
+	"\x02kv\x18\x02 \x01(\v2\x10.mvccpb.KeyValueR\x02kv\"G\n" +
 	"\rResignRequest\x126\n" +
-	"\x06leader\x18\x01 \x01(\v2\x1e.meshkv.v3electionpb.LeaderKeyR\x06leader\"K\n" +
-	"\x0eResignResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06header\"_\n" +
+	"\x06leader\x18\x01 \x01(\v2\x1e.meshkv.v3electionpb.LeaderKeyR\x06leader\"F\n" +
+	"\x0eResignResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\"_\n" +
 	"\x0fProclaimRequest\x126\n" +
 	"\x06leader\x18\x01 \x01(\v2\x1e.meshkv.v3electionpb.LeaderKeyR\x06leader\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"M\n" +
-	"\x10ProclaimResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06headerB+Z)github.com/meshkv/meshkv/api/v3electionpbb\x06proto3"
+	"\x05value\x18\x02 \x01(\fR\x05value\"H\n" +
+	"\x10ProclaimResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06headerB+Z)github.com/meshkv/meshkv/api/v3electionpbb\x06proto3"
 
 var (
 	file_meshkv_api_v3electionpb_v3election_proto_rawDescOnce sync.Once
@@ -556,27 +557,27 @@ func file_meshkv_api_v3electionpb_v3election_proto_rawDescGZIP() []byte {
 
 var file_meshkv_api_v3electionpb_v3election_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_meshkv_api_v3electionpb_v3election_proto_goTypes = []any{
-	(*CampaignRequest)(nil),           // 0: meshkv.v3electionpb.CampaignRequest
-	(*CampaignResponse)(nil),          // 1: meshkv.v3electionpb.CampaignResponse
-	(*LeaderKey)(nil),                 // 2: meshkv.v3electionpb.LeaderKey
-	(*LeaderRequest)(nil),             // 3: meshkv.v3electionpb.LeaderRequest
-	(*LeaderResponse)(nil),            // 4: meshkv.v3electionpb.LeaderResponse
-	(*ResignRequest)(nil),             // 5: meshkv.v3electionpb.ResignRequest
-	(*ResignResponse)(nil),            // 6: meshkv.v3electionpb.ResignResponse
-	(*ProclaimRequest)(nil),           // 7: meshkv.v3electionpb.ProclaimRequest
-	(*ProclaimResponse)(nil),          // 8: meshkv.v3electionpb.ProclaimResponse
-	(*etcdwirepb.ResponseHeader)(nil), // 9: meshkv.etcdwirepb.ResponseHeader
-	(*etcdwirepb.KeyValue)(nil),       // 10: meshkv.etcdwirepb.KeyValue
+	(*CampaignRequest)(nil),             // 0: meshkv.v3electionpb.CampaignRequest
+	(*CampaignResponse)(nil),            // 1: meshkv.v3electionpb.CampaignResponse
+	(*LeaderKey)(nil),                   // 2: meshkv.v3electionpb.LeaderKey
+	(*LeaderRequest)(nil),               // 3: meshkv.v3electionpb.LeaderRequest
+	(*LeaderResponse)(nil),              // 4: meshkv.v3electionpb.LeaderResponse
+	(*ResignRequest)(nil),               // 5: meshkv.v3electionpb.ResignRequest
+	(*ResignResponse)(nil),              // 6: meshkv.v3electionpb.ResignResponse
+	(*ProclaimRequest)(nil),             // 7: meshkv.v3electionpb.ProclaimRequest
+	(*ProclaimResponse)(nil),            // 8: meshkv.v3electionpb.ProclaimResponse
+	(*etcdserverpb.ResponseHeader)(nil), // 9: etcdserverpb.ResponseHeader
+	(*mvccpb.KeyValue)(nil),             // 10: mvccpb.KeyValue
 }
 var file_meshkv_api_v3electionpb_v3election_proto_depIdxs = []int32{
-	9,  // 0: meshkv.v3electionpb.CampaignResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
+	9,  // 0: meshkv.v3electionpb.CampaignResponse.header:type_name -> etcdserverpb.ResponseHeader
 	2,  // 1: meshkv.v3electionpb.CampaignResponse.leader:type_name -> meshkv.v3electionpb.LeaderKey
-	9,  // 2: meshkv.v3electionpb.LeaderResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
-	10, // 3: meshkv.v3electionpb.LeaderResponse.kv:type_name -> meshkv.etcdwirepb.KeyValue
+	9,  // 2: meshkv.v3electionpb.LeaderResponse.header:type_name -> etcdserverpb.ResponseHeader
+	10, // 3: meshkv.v3electionpb.LeaderResponse.kv:type_name -> mvccpb.KeyValue
 	2,  // 4: meshkv.v3electionpb.ResignRequest.leader:type_name -> meshkv.v3electionpb.LeaderKey
-	9,  // 5: meshkv.v3electionpb.ResignResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
+	9,  // 5: meshkv.v3electionpb.ResignResponse.header:type_name -> etcdserverpb.ResponseHeader
 	2,  // 6: meshkv.v3electionpb.ProclaimRequest.leader:type_name -> meshkv.v3electionpb.LeaderKey
-	9,  // 7: meshkv.v3electionpb.ProclaimResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
+	9,  // 7: meshkv.v3electionpb.ProclaimResponse.header:type_name -> etcdserverpb.ResponseHeader
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name

@@ -5,8 +5,8 @@
 // The gRPC method paths are etcd's (/v3lockpb.Lock/Lock and
 // /v3lockpb.Lock/Unlock). The messages carry etcd's names, field numbers and
 // types, but are registered under the protobuf package meshkv.v3lockpb, so
-// this package and etcd's can be linked into one binary. Response headers use
-// etcdwirepb.ResponseHeader, the wire twin of etcdserverpb.ResponseHeader.
+// this package and etcd's can be linked into one binary. Response headers are
+// etcd's own etcdserverpb.ResponseHeader.
 //
 // A server implements LockServer (embedding UnimplementedLockServer) and
 // registers it with RegisterLockServer; NewLockClient builds a client.

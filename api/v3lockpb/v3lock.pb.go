@@ -16,7 +16,7 @@
 package v3lockpb
 
 import (
-	etcdwirepb "github.com/meshkv/meshkv/api/etcdwirepb"
+	etcdserverpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -89,8 +89,8 @@ func (x *LockRequest) GetLease() int64 {
 }
 
 type LockResponse struct {
-	state  protoimpl.MessageState     `protogen:"open.v1"`
-	Header *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state  protoimpl.MessageState       `protogen:"open.v1"`
+	Header *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	// key is a key that exists for as long as the caller owns the lock. It can
 	// be used in transaction compares to guard updates on lock ownership.
 	Key           []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
@@ -128,7 +128,7 @@ func (*LockResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3lockpb_v3lock_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *LockResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *LockResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
@@ -188,8 +188,8 @@ func (x *UnlockRequest) GetKey() []byte {
 }
 
 type UnlockResponse struct {
-	state         protoimpl.MessageState     `protogen:"open.v1"`
-	Header        *etcdwirepb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	Header        *etcdserverpb.ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,7 +224,7 @@ func (*UnlockResponse) Descriptor() ([]byte, []int) {
 	return file_meshkv_api_v3lockpb_v3lock_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *UnlockResponse) GetHeader() *etcdwirepb.ResponseHeader {
+func (x *UnlockResponse) GetHeader() *etcdserverpb.ResponseHeader {
 	if x != nil {
 		return x.Header
 	}
@@ -235,17 +235,17 @@ var File_meshkv_api_v3lockpb_v3lock_proto protoreflect.FileDescriptor
 
 const file_meshkv_api_v3lockpb_v3lock_proto_rawDesc = "" +
 	"\n" +
-	" meshkv/api/v3lockpb/v3lock.proto\x12\x0fmeshkv.v3lockpb\x1a$meshkv/api/etcdwirepb/etcdwire.proto\"7\n" +
+	" meshkv/api/v3lockpb/v3lock.proto\x12\x0fmeshkv.v3lockpb\x1a\x1fetcd/api/etcdserverpb/rpc.proto\"7\n" +
 	"\vLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\x03R\x05lease\"[\n" +
-	"\fLockResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06header\x12\x10\n" +
+	"\x05lease\x18\x02 \x01(\x03R\x05lease\"V\n" +
+	"\fLockResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"!\n" +
 	"\rUnlockRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"K\n" +
-	"\x0eUnlockResponse\x129\n" +
-	"\x06header\x18\x01 \x01(\v2!.meshkv.etcdwirepb.ResponseHeaderR\x06headerB'Z%github.com/meshkv/meshkv/api/v3lockpbb\x06proto3"
+	"\x03key\x18\x01 \x01(\fR\x03key\"F\n" +
+	"\x0eUnlockResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06headerB'Z%github.com/meshkv/meshkv/api/v3lockpbb\x06proto3"
 
 var (
 	file_meshkv_api_v3lockpb_v3lock_proto_rawDescOnce sync.Once
@@ -261,15 +261,15 @@ func file_meshkv_api_v3lockpb_v3lock_proto_rawDescGZIP() []byte {
 
 var file_meshkv_api_v3lockpb_v3lock_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_meshkv_api_v3lockpb_v3lock_proto_goTypes = []any{
-	(*LockRequest)(nil),               // 0: meshkv.v3lockpb.LockRequest
-	(*LockResponse)(nil),              // 1: meshkv.v3lockpb.LockResponse
-	(*UnlockRequest)(nil),             // 2: meshkv.v3lockpb.UnlockRequest
-	(*UnlockResponse)(nil),            // 3: meshkv.v3lockpb.UnlockResponse
-	(*etcdwirepb.ResponseHeader)(nil), // 4: meshkv.etcdwirepb.ResponseHeader
+	(*LockRequest)(nil),                 // 0: meshkv.v3lockpb.LockRequest
+	(*LockResponse)(nil),                // 1: meshkv.v3lockpb.LockResponse
+	(*UnlockRequest)(nil),               // 2: meshkv.v3lockpb.UnlockRequest
+	(*UnlockResponse)(nil),              // 3: meshkv.v3lockpb.UnlockResponse
+	(*etcdserverpb.ResponseHeader)(nil), // 4: etcdserverpb.ResponseHeader
 }
 var file_meshkv_api_v3lockpb_v3lock_proto_depIdxs = []int32{
-	4, // 0: meshkv.v3lockpb.LockResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
-	4, // 1: meshkv.v3lockpb.UnlockResponse.header:type_name -> meshkv.etcdwirepb.ResponseHeader
+	4, // 0: meshkv.v3lockpb.LockResponse.header:type_name -> etcdserverpb.ResponseHeader
+	4, // 1: meshkv.v3lockpb.UnlockResponse.header:type_name -> etcdserverpb.ResponseHeader
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name

@@ -27,8 +27,8 @@ func decodeCounter(v string) (holder string, token, counter int64, err error) {
 // tokenOf extracts the fencing token (the lock key's create revision) from a
 // held mutex.
 func tokenOf(m *concurrency.Mutex) int64 {
-	cmp := pb.Compare(m.IsOwner())
-	if t, ok := cmp.TargetUnion.(*pb.Compare_CreateRevision); ok {
+	owner := m.IsOwner()
+	if t, ok := owner.GetCompare().GetTargetUnion().(*pb.Compare_CreateRevision); ok {
 		return t.CreateRevision
 	}
 	return 0

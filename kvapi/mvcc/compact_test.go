@@ -154,7 +154,8 @@ func TestCompactTombstoneAtCompactRevision(t *testing.T) {
 	// still sees the delete.
 	var evs []string
 	if err := s.History(4, 0, func(rev int64, e []mvccpb.Event) bool {
-		for _, ev := range e {
+		for evi := range e {
+			ev := &e[evi]
 			evs = append(evs, fmt.Sprintf("%d%s%s", rev, ev.Type, ev.Kv.Key))
 		}
 		return true
@@ -186,7 +187,8 @@ func TestCompactPutDeleteInOneRevision(t *testing.T) {
 	collect := func(from int64) string {
 		var out []string
 		if err := s.History(from, 0, func(rev int64, e []mvccpb.Event) bool {
-			for _, ev := range e {
+			for evi := range e {
+				ev := &e[evi]
 				out = append(out, fmt.Sprintf("%d%s%s %v", rev, ev.Type, ev.Kv.Key, ev.PrevKv != nil))
 			}
 			return true

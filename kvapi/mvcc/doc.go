@@ -1,5 +1,5 @@
 // Package mvcc is meshkv's state machine: an in-memory multi-version
-// key-value store with the semantics of etcd v3.6 (revisions, versions,
+// key-value store with the semantics of etcd v3.7 (revisions, versions,
 // create and mod revisions, tombstones, compaction, range options, txn
 // compares, leases attached to keys, watch event history), speaking etcd's
 // own protobuf types.

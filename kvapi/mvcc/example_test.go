@@ -13,7 +13,8 @@ import (
 func Example() {
 	s := mvcc.New()
 	s.SetObserver(func(rev int64, evs []mvccpb.Event) {
-		for _, ev := range evs {
+		for evi := range evs {
+			ev := &evs[evi]
 			fmt.Printf("event at %d: %s %s\n", rev, ev.Type, ev.Kv.Key)
 		}
 	})

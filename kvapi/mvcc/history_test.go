@@ -35,7 +35,7 @@ func history(t *testing.T, s *Store, start, end int64) []revEvents {
 	return out
 }
 
-func evString(ev mvccpb.Event) string {
+func evString(ev *mvccpb.Event) string {
 	s := fmt.Sprintf("%s %v", ev.Type, toKV(ev.Kv))
 	if ev.PrevKv != nil {
 		s += fmt.Sprintf(" prev %v", toKV(ev.PrevKv))
@@ -71,7 +71,8 @@ func TestObserverEvents(t *testing.T) {
 	}
 	var gotS []string
 	for _, re := range *got {
-		for _, ev := range re.evs {
+		for evi := range re.evs {
+			ev := &re.evs[evi]
 			gotS = append(gotS, fmt.Sprintf("%d: %s", re.rev, evString(ev)))
 		}
 	}
@@ -79,7 +80,7 @@ func TestObserverEvents(t *testing.T) {
 		t.Fatalf("events:\n%q\nwant\n%q", gotS, want)
 	}
 	// A DELETE event carries only the key and the revision.
-	del := (*got)[2].evs[0]
+	del := &(*got)[2].evs[0]
 	if del.Kv.Value != nil || del.Kv.Version != 0 || del.Kv.CreateRevision != 0 || del.Kv.Lease != 0 {
 		t.Fatalf("delete event kv = %v", del.Kv)
 	}

@@ -58,7 +58,8 @@ func TestLeaseRevoke(t *testing.T) {
 	mustPut(t, s, "x", "v2")                  // 7: detached from 1
 	var got []string
 	s.SetObserver(func(rev int64, evs []mvccpb.Event) {
-		for _, ev := range evs {
+		for evi := range evs {
+			ev := &evs[evi]
 			got = append(got, fmt.Sprintf("%d%s%s%s", rev, ev.Type, ev.Kv.Key, ev.PrevKv.Value))
 		}
 	})

@@ -9,6 +9,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // rop is one randomly generated write.
@@ -159,11 +160,9 @@ func (g *opGen) next(cur, compact int64) rop {
 	}
 }
 
-type marshaler interface{ Marshal() ([]byte, error) }
-
 // applyRop applies o and returns a comparable rendering of the outcome.
 func applyRop(s *Store, o rop) string {
-	var resp marshaler
+	var resp proto.Message
 	var err error
 	switch {
 	case o.put != nil:
@@ -187,7 +186,7 @@ func applyRop(s *Store, o rop) string {
 	if resp == nil || reflect.ValueOf(resp).IsNil() {
 		return "ok"
 	}
-	b, merr := resp.Marshal()
+	b, merr := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
 	if merr != nil {
 		return "marshal: " + merr.Error()
 	}

@@ -124,8 +124,15 @@ func (s *Store) execRange(r *pb.RangeRequest, cur int64) (*pb.RangeResponse, err
 		}
 	}
 	if r.KeysOnly {
+		// As etcd 3.7: unless it sorts by value, a keys-only range is served
+		// from the key index, and its key-values carry neither value nor
+		// lease.
+		noLease := r.SortTarget != pb.RangeRequest_VALUE
 		for _, kv := range b.r.Kvs {
 			kv.Value = nil
+			if noLease {
+				kv.Lease = 0
+			}
 		}
 	}
 	return &b.r, nil

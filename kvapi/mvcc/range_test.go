@@ -137,6 +137,36 @@ func TestRange(t *testing.T) {
 	}
 }
 
+// A keys-only range drops the lease too, unless it sorts by value (etcd 3.7
+// serves it from its key index then).
+func TestRangeKeysOnlyLease(t *testing.T) {
+	s := New()
+	if err := s.LeaseGrant(7, 60); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "a", "1", withLease(7))
+	for _, tc := range []struct {
+		target pb.RangeRequest_SortTarget
+		lease  int64
+	}{
+		{pb.RangeRequest_KEY, 0},
+		{pb.RangeRequest_VERSION, 0},
+		{pb.RangeRequest_CREATE, 0},
+		{pb.RangeRequest_MOD, 0},
+		{pb.RangeRequest_VALUE, 7},
+	} {
+		r := rng("a", "")
+		r.KeysOnly, r.SortTarget = true, tc.target
+		resp := mustRange(t, s, r)
+		if len(resp.Kvs) != 1 || resp.Kvs[0].Value != nil || resp.Kvs[0].Lease != tc.lease || resp.Kvs[0].Version != 1 {
+			t.Errorf("sort by %v: kvs %v, want key a, version 1, no value, lease %d", tc.target, resp.Kvs, tc.lease)
+		}
+	}
+	if resp := mustRange(t, s, rng("a", "")); resp.Kvs[0].Lease != 7 {
+		t.Errorf("full range: lease %d, want 7", resp.Kvs[0].Lease)
+	}
+}
+
 func TestRangeValues(t *testing.T) {
 	s := rangeFixture(t)
 	got := toKVs(mustRange(t, s, rng("\x00", "\x00")).Kvs)

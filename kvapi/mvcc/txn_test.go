@@ -462,7 +462,8 @@ func TestTxnEventsOrder(t *testing.T) {
 	mustPut(t, s, "z", "0") // 2
 	var got []string
 	s.SetObserver(func(rev int64, evs []mvccpb.Event) {
-		for _, ev := range evs {
+		for evi := range evs {
+			ev := &evs[evi]
 			got = append(got, fmt.Sprintf("%d:%s:%s", rev, ev.Type, ev.Kv.Key))
 		}
 	})

@@ -73,17 +73,18 @@ func (kv *KV) Apply(index uint64, data []byte) any {
 }
 
 // ApplyConfChange records members and their context.
-func (kv *KV) ApplyConfChange(cc raftpb.ConfChangeV2, _ raftpb.ConfState) {
+func (kv *KV) ApplyConfChange(cc *raftpb.ConfChangeV2, _ *raftpb.ConfState) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	for _, ch := range cc.Changes {
-		switch ch.Type {
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-			if _, ok := kv.members[ch.NodeID]; !ok || len(cc.Context) > 0 {
-				kv.members[ch.NodeID] = bytes.Clone(cc.Context)
+			if _, ok := kv.members[id]; !ok || len(cc.GetContext()) > 0 {
+				kv.members[id] = bytes.Clone(cc.GetContext())
 			}
 		case raftpb.ConfChangeRemoveNode:
-			delete(kv.members, ch.NodeID)
+			delete(kv.members, id)
 		}
 	}
 }

@@ -20,8 +20,8 @@ func TestKVApplyAndSnapshot(t *testing.T) {
 		t.Fatalf("bad command result = %v", err)
 	}
 	kv.Apply(4, Put("b", "x=y"))
-	kv.ApplyConfChange(raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode, NodeID: 7}},
-		Context: []byte("url7")}, raftpb.ConfState{})
+	kv.ApplyConfChange(&raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(7))}},
+		Context: []byte("url7")}, &raftpb.ConfState{})
 
 	w, err := kv.Snapshot()
 	if err != nil {

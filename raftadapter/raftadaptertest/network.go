@@ -8,11 +8,13 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meshkv/meshkv/internal/raftwire"
 )
 
 // Peer is the receiving side of a member, as a raftadapter.Node provides it.
 type Peer interface {
-	Step(m raftpb.Message)
+	Step(m *raftpb.Message)
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
@@ -50,14 +52,19 @@ const (
 	Drop
 	// Hold keeps the message aside until Release, to deliver it late.
 	Hold
+	// Duplicate delivers the message as usual and also keeps a copy aside
+	// until Release, like a network that delivers a message twice, the
+	// second time late.
+	Duplicate
 )
 
 // Interceptor decides, in Send, what happens to a message from member from.
-type Interceptor func(from uint64, m raftpb.Message) Action
+// It must not modify m.
+type Interceptor func(from uint64, m *raftpb.Message) Action
 
 // Network is an in-memory message network for raft nodes in one process.
-// Messages are marshalled on Send and unmarshalled on delivery, like on a
-// real wire. Each member's messages are delivered by one goroutine, in send
+// Messages are encoded on Send and decoded on delivery with the codec
+// meshtransport uses (internal/raftwire), like on a real wire. Each member's messages are delivered by one goroutine, in send
 // order unless MaxDelay reorders them. Cuts are checked at delivery time, so
 // a partition also catches messages already in flight; a message stopped by
 // a cut or a missing receiver is reported to its sender as unreachable.
@@ -270,12 +277,11 @@ func (n *Network) Close() {
 }
 
 // Send marshals msgs and queues them for delivery. It never blocks.
-func (e *Endpoint) Send(msgs []raftpb.Message) {
+func (e *Endpoint) Send(msgs []*raftpb.Message) {
 	n := e.net
 	now := time.Now()
-	for i := range msgs {
-		m := &msgs[i]
-		data, err := m.Marshal()
+	for _, m := range msgs {
+		data, err := raftwire.Marshal(m)
 		n.mu.Lock()
 		if n.closed {
 			n.mu.Unlock()
@@ -289,16 +295,19 @@ func (e *Endpoint) Send(msgs []raftpb.Message) {
 		}
 		act := Deliver
 		if n.intercept != nil {
-			act = n.intercept(e.id, *m)
+			act = n.intercept(e.id, m)
 		}
-		if act == Hold {
-			n.held = append(n.held, &packet{from: e.id, to: m.To, typ: m.Type, data: data})
+		to, typ := m.GetTo(), m.GetType()
+		if act == Hold || act == Duplicate {
+			n.held = append(n.held, &packet{from: e.id, to: to, typ: typ, data: data})
 			n.stats.Held++
-			n.mu.Unlock()
-			continue
+			if act == Hold {
+				n.mu.Unlock()
+				continue
+			}
 		}
 		lost := act == Drop || (n.dropRate > 0 && n.rng.Float64() < n.dropRate)
-		if lost && m.Type != raftpb.MsgSnap {
+		if lost && typ != raftpb.MsgSnap {
 			n.stats.Dropped++
 			n.mu.Unlock()
 			continue
@@ -308,8 +317,8 @@ func (e *Endpoint) Send(msgs []raftpb.Message) {
 			at = at.Add(time.Duration(n.rng.Int64N(int64(n.cfg.MaxDelay) + 1)))
 		}
 		n.seq++
-		q := n.queueLocked(m.To)
-		heap.Push(&q.pkts, &packet{from: e.id, to: m.To, typ: m.Type, data: data, lost: lost, at: at, seq: n.seq})
+		q := n.queueLocked(to)
+		heap.Push(&q.pkts, &packet{from: e.id, to: to, typ: typ, data: data, lost: lost, at: at, seq: n.seq})
 		n.stats.InFlight++
 		n.mu.Unlock()
 		select {
@@ -386,8 +395,8 @@ func (n *Network) deliver(p *packet) {
 			}
 		}
 	default:
-		var m raftpb.Message
-		if err := m.Unmarshal(p.data); err != nil {
+		m, err := raftwire.Unmarshal(p.data)
+		if err != nil {
 			break // cannot happen for data Marshal produced; count it as lost
 		}
 		dst.Step(m)

@@ -1,6 +1,7 @@
 package raftadaptertest
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,14 +13,14 @@ import (
 // recorder is a Peer that records what it receives.
 type recorder struct {
 	mu          sync.Mutex
-	msgs        []raftpb.Message
+	msgs        []*raftpb.Message
 	unreachable []uint64
 	snaps       map[uint64][]raft.SnapshotStatus
 }
 
 func newRecorder() *recorder { return &recorder{snaps: make(map[uint64][]raft.SnapshotStatus)} }
 
-func (r *recorder) Step(m raftpb.Message) {
+func (r *recorder) Step(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.msgs = append(r.msgs, m)
@@ -42,7 +43,7 @@ func (r *recorder) indexes() []uint64 {
 	defer r.mu.Unlock()
 	var out []uint64
 	for _, m := range r.msgs {
-		out = append(out, m.Index)
+		out = append(out, m.GetIndex())
 	}
 	return out
 }
@@ -68,11 +69,12 @@ func waitIdle(t *testing.T, n *Network) NetworkStats {
 	}
 }
 
-func msgs(from, to uint64, first, count int) []raftpb.Message {
-	out := make([]raftpb.Message, count)
+func msgs(from, to uint64, first, count int) []*raftpb.Message {
+	out := make([]*raftpb.Message, count)
 	for i := range out {
-		out[i] = raftpb.Message{Type: raftpb.MsgApp, From: from, To: to, Index: uint64(first + i),
-			Entries: []raftpb.Entry{{Index: uint64(first + i), Data: []byte("x")}}}
+		index := uint64(first + i)
+		out[i] = &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(from), To: new(to), Index: new(index),
+			Entries: []*raftpb.Entry{{Index: new(index), Data: []byte("x")}}}
 	}
 	return out
 }
@@ -99,7 +101,7 @@ func TestNetworkDeliversInOrder(t *testing.T) {
 	}
 	// Messages are copies made through the wire format.
 	b.mu.Lock()
-	data := b.msgs[0].Entries[0].Data
+	data := b.msgs[0].GetEntries()[0].GetData()
 	b.mu.Unlock()
 	if string(data) != "x" {
 		t.Fatalf("payload = %q", data)
@@ -163,16 +165,16 @@ func TestNetworkSnapshotReports(t *testing.T) {
 	a, b := newRecorder(), newRecorder()
 	n.Attach(1, a)
 	n.Attach(2, b)
-	snap := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Data: []byte("s"),
-		Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}}}
-	n.Transport(1).Send([]raftpb.Message{snap})
+	snap := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(1)), To: new(uint64(2)),
+		Snapshot: &raftpb.Snapshot{Data: []byte("s"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(1))}}}
+	n.Transport(1).Send([]*raftpb.Message{snap})
 	waitIdle(t, n)
 	n.Cut(1, 2)
-	n.Transport(1).Send([]raftpb.Message{snap})
+	n.Transport(1).Send([]*raftpb.Message{snap})
 	waitIdle(t, n)
 	n.Uncut(1, 2)
 	n.SetDropRate(0.999)
-	n.Transport(1).Send([]raftpb.Message{snap})
+	n.Transport(1).Send([]*raftpb.Message{snap})
 	waitIdle(t, n)
 	a.mu.Lock()
 	got := a.snaps[2]
@@ -252,13 +254,13 @@ func TestNetworkInterceptDropsAndHolds(t *testing.T) {
 	defer n.Close()
 	b := newRecorder()
 	n.Attach(2, b)
-	n.Intercept(func(from uint64, m raftpb.Message) Action {
+	n.Intercept(func(from uint64, m *raftpb.Message) Action {
 		switch {
 		case from != 1:
 			return Deliver
-		case m.Index%3 == 0:
+		case m.GetIndex()%3 == 0:
 			return Drop
-		case m.Index%3 == 1:
+		case m.GetIndex()%3 == 1:
 			return Hold
 		}
 		return Deliver
@@ -293,5 +295,33 @@ func TestNetworkInterceptDropsAndHolds(t *testing.T) {
 	}
 	if n.Release() != 0 {
 		t.Fatal("second Release found held messages")
+	}
+}
+
+func TestNetworkInterceptDuplicates(t *testing.T) {
+	n := NewNetwork(NetworkConfig{})
+	defer n.Close()
+	b := newRecorder()
+	n.Attach(2, b)
+	n.Intercept(func(_ uint64, m *raftpb.Message) Action {
+		if m.GetIndex()%2 == 0 {
+			return Duplicate
+		}
+		return Deliver
+	})
+	n.Transport(1).Send(msgs(1, 2, 1, 4)) // 2 and 4 duplicated
+	st := waitIdle(t, n)
+	if got := b.indexes(); !slices.Equal(got, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("delivered %v before release, want [1 2 3 4]", got)
+	}
+	if st.Held != 2 || st.Delivered != 4 {
+		t.Fatalf("stats before release = %+v", st)
+	}
+	if got := n.Release(); got != 2 {
+		t.Fatalf("Release = %d, want 2", got)
+	}
+	waitIdle(t, n)
+	if got := b.indexes(); !slices.Equal(got, []uint64{1, 2, 3, 4, 2, 4}) {
+		t.Fatalf("delivered %v, want [1 2 3 4 2 4]", got)
 	}
 }

@@ -1,4 +1,4 @@
-// Package difftest runs the same requests against a real etcd v3.6.6 server
+// Package difftest runs the same requests against a real etcd v3.7.3 server
 // (embedded, in a temporary directory on loopback ports) and a meshkv node,
 // and fails on the first response or error that differs.
 //

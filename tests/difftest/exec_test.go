@@ -9,16 +9,14 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// message is what etcd's gogo-generated request and response types offer:
-// deterministic marshaling and a readable String.
-type message interface {
-	Marshal() ([]byte, error)
-	String() string
-}
+// message is an etcd request or response.
+type message = proto.Message
 
 // result is one server's answer to one request: a response, or an error as
 // gRPC code and message.
@@ -181,14 +179,18 @@ func same(a, b result) bool {
 	if fmt.Sprintf("%T", a.resp) != fmt.Sprintf("%T", b.resp) {
 		return false
 	}
-	ab, errA := a.resp.Marshal()
-	bb, errB := b.resp.Marshal()
+	ab, errA := deterministic.Marshal(a.resp)
+	bb, errB := deterministic.Marshal(b.resp)
 	return errA == nil && errB == nil && bytes.Equal(ab, bb)
 }
 
+// deterministic encodes messages the same way every time, so that equal
+// messages give equal bytes.
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
 // describe renders a request for a failure message, cut short when huge.
 func describe(m message) string {
-	s := fmt.Sprintf("%T %s", m, m.String())
+	s := fmt.Sprintf("%T %s", m, prototext.MarshalOptions{}.Format(m))
 	const max = 3000
 	if len(s) > max {
 		s = s[:max] + fmt.Sprintf("... (%d more bytes)", len(s)-max)

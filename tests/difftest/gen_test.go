@@ -342,12 +342,12 @@ func (g *gen) txn(depth int) *pb.TxnRequest {
 }
 
 // avoidEtcdPanic removes ignore_value and ignore_lease from the puts of a
-// Txn that also deletes with range_end "\x00". etcd 3.6.6's duplicate-key
-// check does not see such a delete cover later puts, so a put with
-// ignore_value or ignore_lease of a key the Txn has just deleted passes the
-// checks, fails while the Txn is applied, and etcd panics ("unexpected error
-// during txn with writes"). The reference must stay up; scenarios test
-// meshkv on that request on its own.
+// Txn that also deletes with range_end "\x00". etcd's duplicate-key check
+// (3.6.6, unchanged in 3.7.3) does not see such a delete cover later puts,
+// so a put with ignore_value or ignore_lease of a key the Txn has just
+// deleted passes the checks, fails while the Txn is applied, and etcd panics
+// ("unexpected error during txn with writes"). The reference must stay up;
+// scenarios test meshkv on that request on its own.
 func avoidEtcdPanic(t *pb.TxnRequest) {
 	var fromKeyDelete bool
 	var puts []*pb.PutRequest

@@ -582,8 +582,9 @@ func scenarioWatch(r *runner) {
 }
 
 // TestEtcdPanicCase sends the server under test the Txn that makes etcd
-// 3.6.6 panic (a put with ignore_value of a key deleted earlier in the same
-// Txn by a delete to the end): it must answer, and keep serving.
+// panic (3.6.6, and 3.7.3 has the same duplicate-key check): a put with
+// ignore_value of a key deleted earlier in the same Txn by a delete to the
+// end. It must answer, and keep serving.
 func TestEtcdPanicCase(t *testing.T) {
 	if *selfCheck {
 		t.Skip("etcd panics on this request")

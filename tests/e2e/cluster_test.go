@@ -164,19 +164,34 @@ func tableRows(t *testing.T, out string) [][]string {
 	t.Helper()
 	var rows [][]string
 	for _, l := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(l, "|") {
-			continue
+		if cells, ok := tableCells(l); ok {
+			rows = append(rows, cells)
 		}
-		cells := strings.Split(strings.Trim(l, "|"), "|")
-		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
-		}
-		rows = append(rows, cells)
 	}
 	if len(rows) == 0 {
 		t.Fatalf("not a table:\n%s", out)
 	}
 	return rows
+}
+
+// tableCells returns the trimmed cells of a row of an etcdctl table. etcdctl
+// 3.6 draws tables with ASCII ('|', '+'), 3.7 with box-drawing characters.
+func tableCells(l string) ([]string, bool) {
+	for _, sep := range []string{"|", "│"} {
+		if strings.HasPrefix(l, sep) {
+			cells := strings.Split(strings.TrimSuffix(strings.TrimPrefix(l, sep), sep), sep)
+			for i := range cells {
+				cells[i] = strings.TrimSpace(cells[i])
+			}
+			return cells, true
+		}
+	}
+	return nil, false
+}
+
+// tableBorder reports whether l is a border line of an etcdctl table.
+func tableBorder(l string) bool {
+	return strings.HasPrefix(l, "+") || strings.HasPrefix(l, "┌") || strings.HasPrefix(l, "├") || strings.HasPrefix(l, "└")
 }
 
 // columns maps the header of a two-row table to the second row.
@@ -202,16 +217,11 @@ func wantCell(t *testing.T, row map[string]string, col, want string) {
 func normTableWidths(_ *server, out string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(out, "\n") {
-		switch {
-		case strings.HasPrefix(l, "+"):
+		if tableBorder(l) {
 			b.WriteString("+\n")
-		case strings.HasPrefix(l, "|"):
-			cells := strings.Split(strings.Trim(l, "|"), "|")
-			for i := range cells {
-				cells[i] = strings.TrimSpace(cells[i])
-			}
+		} else if cells, ok := tableCells(l); ok {
 			b.WriteString("|" + strings.Join(cells, "|") + "|\n")
-		default:
+		} else {
 			b.WriteString(l + "\n")
 		}
 	}

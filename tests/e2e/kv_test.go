@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestKV runs the same etcdctl session of puts, gets with every flag,
@@ -118,12 +120,12 @@ func TestLimitFlags(t *testing.T) {
 // RangeResponse as encoded on the wire), clears the header fields that name
 // the server and re-encodes it.
 func normProtobufRange(_ *server, out string) string {
-	var resp pb.RangeResponse
-	if err := resp.Unmarshal([]byte(out)); err != nil {
+	resp := new(pb.RangeResponse)
+	if err := proto.Unmarshal([]byte(out), resp); err != nil {
 		return fmt.Sprintf("not a RangeResponse (%v): %q", err, out)
 	}
 	if resp.Header != nil {
 		resp.Header.ClusterId, resp.Header.MemberId, resp.Header.RaftTerm = 0, 0, 0
 	}
-	return resp.String()
+	return prototext.MarshalOptions{}.Format(resp)
 }

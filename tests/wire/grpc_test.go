@@ -13,13 +13,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcdelection "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	etcdlock "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 
-	"github.com/meshkv/meshkv/api/etcdwirepb"
 	"github.com/meshkv/meshkv/api/v3electionpb"
 	"github.com/meshkv/meshkv/api/v3lockpb"
 )
@@ -91,11 +91,11 @@ type ourLock struct {
 }
 
 func (ourLock) Lock(_ context.Context, r *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
-	return &v3lockpb.LockResponse{Header: &etcdwirepb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: r.Lease + 1, RaftTerm: 3}, Key: lockKey(r.Name, r.Lease)}, nil
+	return &v3lockpb.LockResponse{Header: &etcdserverpb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: r.Lease + 1, RaftTerm: 3}, Key: lockKey(r.Name, r.Lease)}, nil
 }
 
 func (ourLock) Unlock(_ context.Context, r *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
-	return &v3lockpb.UnlockResponse{Header: &etcdwirepb.ResponseHeader{Revision: int64(len(r.Key))}}, nil
+	return &v3lockpb.UnlockResponse{Header: &etcdserverpb.ResponseHeader{Revision: int64(len(r.Key))}}, nil
 }
 
 type ourElection struct {
@@ -104,22 +104,22 @@ type ourElection struct {
 
 func (ourElection) Campaign(_ context.Context, r *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
 	return &v3electionpb.CampaignResponse{
-		Header: &etcdwirepb.ResponseHeader{Revision: 10},
+		Header: &etcdserverpb.ResponseHeader{Revision: 10},
 		Leader: &v3electionpb.LeaderKey{Name: r.Name, Key: append(lockKey(r.Name, r.Lease), r.Value...), Rev: 10, Lease: r.Lease},
 	}, nil
 }
 
 func (ourElection) Proclaim(_ context.Context, r *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
-	return &v3electionpb.ProclaimResponse{Header: &etcdwirepb.ResponseHeader{Revision: r.Leader.GetRev() + int64(len(r.Value))}}, nil
+	return &v3electionpb.ProclaimResponse{Header: &etcdserverpb.ResponseHeader{Revision: r.Leader.GetRev() + int64(len(r.Value))}}, nil
 }
 
 func (ourElection) Leader(_ context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
-	return &v3electionpb.LeaderResponse{Header: &etcdwirepb.ResponseHeader{Revision: 11}, Kv: ourKV(r.Name, 0)}, nil
+	return &v3electionpb.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: 11}, Kv: ourKV(r.Name, 0)}, nil
 }
 
 func (ourElection) Observe(r *v3electionpb.LeaderRequest, s v3electionpb.Election_ObserveServer) error {
 	for i := range 3 {
-		if err := s.Send(&v3electionpb.LeaderResponse{Header: &etcdwirepb.ResponseHeader{Revision: int64(20 + i)}, Kv: ourKV(r.Name, i)}); err != nil {
+		if err := s.Send(&v3electionpb.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: int64(20 + i)}, Kv: ourKV(r.Name, i)}); err != nil {
 			return err
 		}
 	}
@@ -127,11 +127,11 @@ func (ourElection) Observe(r *v3electionpb.LeaderRequest, s v3electionpb.Electio
 }
 
 func (ourElection) Resign(_ context.Context, r *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
-	return &v3electionpb.ResignResponse{Header: &etcdwirepb.ResponseHeader{Revision: r.Leader.GetLease()}}, nil
+	return &v3electionpb.ResignResponse{Header: &etcdserverpb.ResponseHeader{Revision: r.Leader.GetLease()}}, nil
 }
 
-func ourKV(name []byte, i int) *etcdwirepb.KeyValue {
-	return &etcdwirepb.KeyValue{Key: lockKey(name, 5), CreateRevision: 4, ModRevision: int64(5 + i), Version: int64(1 + i), Value: fmt.Appendf(nil, "v%d", i), Lease: 5}
+func ourKV(name []byte, i int) *mvccpb.KeyValue {
+	return &mvccpb.KeyValue{Key: lockKey(name, 5), CreateRevision: 4, ModRevision: int64(5 + i), Version: int64(1 + i), Value: fmt.Appendf(nil, "v%d", i), Lease: 5}
 }
 
 type etcdLockServer struct {
@@ -162,12 +162,12 @@ func (etcdElectionServer) Proclaim(_ context.Context, r *etcdelection.ProclaimRe
 }
 
 func (etcdElectionServer) Leader(_ context.Context, r *etcdelection.LeaderRequest) (*etcdelection.LeaderResponse, error) {
-	return &etcdelection.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: 11}, Kv: etcdwirepb.ToEtcdKeyValue(ourKV(r.Name, 0))}, nil
+	return &etcdelection.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: 11}, Kv: ourKV(r.Name, 0)}, nil
 }
 
 func (etcdElectionServer) Observe(r *etcdelection.LeaderRequest, s etcdelection.Election_ObserveServer) error {
 	for i := range 3 {
-		if err := s.Send(&etcdelection.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: int64(20 + i)}, Kv: etcdwirepb.ToEtcdKeyValue(ourKV(r.Name, i))}); err != nil {
+		if err := s.Send(&etcdelection.LeaderResponse{Header: &etcdserverpb.ResponseHeader{Revision: int64(20 + i)}, Kv: ourKV(r.Name, i)}); err != nil {
 			return err
 		}
 	}
@@ -219,7 +219,7 @@ func TestEtcdClientsCallOurServers(t *testing.T) {
 		t.Fatalf("Leader: %v", err)
 	}
 	wantHeader(t, "Leader", ldr.Header, &etcdserverpb.ResponseHeader{Revision: 11})
-	wantEqual(t, "Leader kv", ldr.Kv.String(), etcdwirepb.ToEtcdKeyValue(ourKV([]byte("e"), 0)).String())
+	wantKV(t, "Leader kv", ldr.Kv, ourKV([]byte("e"), 0))
 
 	obs, err := elect.Observe(ctx, &etcdelection.LeaderRequest{Name: []byte("o")})
 	if err != nil {
@@ -235,7 +235,7 @@ func TestEtcdClientsCallOurServers(t *testing.T) {
 			t.Fatalf("Observe Recv %d: %v", i, err)
 		}
 		wantHeader(t, "Observe", r.Header, &etcdserverpb.ResponseHeader{Revision: int64(20 + i)})
-		wantEqual(t, "Observe kv", r.Kv.String(), etcdwirepb.ToEtcdKeyValue(ourKV([]byte("o"), i)).String())
+		wantKV(t, "Observe kv", r.Kv, ourKV([]byte("o"), i))
 	}
 
 	rr, err := elect.Resign(ctx, &etcdelection.ResignRequest{Leader: cr.Leader})
@@ -259,20 +259,20 @@ func TestOurClientsCallEtcdServers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
-	wantHeader(t, "Lock", etcdwirepb.ToEtcdHeader(lr.Header), &etcdserverpb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 0x694d7e5b9c3a0f13, RaftTerm: 3})
+	wantHeader(t, "Lock", lr.Header, &etcdserverpb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 0x694d7e5b9c3a0f13, RaftTerm: 3})
 	wantEqual(t, "Lock key", string(lr.Key), "mylock/694d7e5b9c3a0f12")
 
 	ur, err := lock.Unlock(ctx, &v3lockpb.UnlockRequest{Key: lr.Key})
 	if err != nil {
 		t.Fatalf("Unlock: %v", err)
 	}
-	wantHeader(t, "Unlock", etcdwirepb.ToEtcdHeader(ur.Header), &etcdserverpb.ResponseHeader{Revision: int64(len(lr.Key))})
+	wantHeader(t, "Unlock", ur.Header, &etcdserverpb.ResponseHeader{Revision: int64(len(lr.Key))})
 
 	cr, err := elect.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("e"), Lease: -7, Value: []byte("v")})
 	if err != nil {
 		t.Fatalf("Campaign: %v", err)
 	}
-	wantHeader(t, "Campaign", etcdwirepb.ToEtcdHeader(cr.Header), &etcdserverpb.ResponseHeader{Revision: 10})
+	wantHeader(t, "Campaign", cr.Header, &etcdserverpb.ResponseHeader{Revision: 10})
 	l := cr.Leader
 	wantEqual(t, "Campaign leader", fmt.Sprintf("%s %s %d %d", l.Name, l.Key, l.Rev, l.Lease), "e e/-7v 10 -7")
 
@@ -280,14 +280,14 @@ func TestOurClientsCallEtcdServers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Proclaim: %v", err)
 	}
-	wantHeader(t, "Proclaim", etcdwirepb.ToEtcdHeader(pr.Header), &etcdserverpb.ResponseHeader{Revision: 13})
+	wantHeader(t, "Proclaim", pr.Header, &etcdserverpb.ResponseHeader{Revision: 13})
 
 	ldr, err := elect.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")})
 	if err != nil {
 		t.Fatalf("Leader: %v", err)
 	}
-	wantHeader(t, "Leader", etcdwirepb.ToEtcdHeader(ldr.Header), &etcdserverpb.ResponseHeader{Revision: 11})
-	wantKV(t, "Leader kv", etcdwirepb.ToEtcdKeyValue(ldr.Kv), etcdwirepb.ToEtcdKeyValue(ourKV([]byte("e"), 0)))
+	wantHeader(t, "Leader", ldr.Header, &etcdserverpb.ResponseHeader{Revision: 11})
+	wantKV(t, "Leader kv", ldr.Kv, ourKV([]byte("e"), 0))
 
 	obs, err := elect.Observe(ctx, &v3electionpb.LeaderRequest{Name: []byte("o")})
 	if err != nil {
@@ -302,27 +302,27 @@ func TestOurClientsCallEtcdServers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Observe Recv %d: %v", i, err)
 		}
-		wantHeader(t, "Observe", etcdwirepb.ToEtcdHeader(r.Header), &etcdserverpb.ResponseHeader{Revision: int64(20 + i)})
-		wantKV(t, "Observe kv", etcdwirepb.ToEtcdKeyValue(r.Kv), etcdwirepb.ToEtcdKeyValue(ourKV([]byte("o"), i)))
+		wantHeader(t, "Observe", r.Header, &etcdserverpb.ResponseHeader{Revision: int64(20 + i)})
+		wantKV(t, "Observe kv", r.Kv, ourKV([]byte("o"), i))
 	}
 
 	rr, err := elect.Resign(ctx, &v3electionpb.ResignRequest{Leader: cr.Leader})
 	if err != nil {
 		t.Fatalf("Resign: %v", err)
 	}
-	wantHeader(t, "Resign", etcdwirepb.ToEtcdHeader(rr.Header), &etcdserverpb.ResponseHeader{Revision: -7})
+	wantHeader(t, "Resign", rr.Header, &etcdserverpb.ResponseHeader{Revision: -7})
 }
 
 func wantHeader(t *testing.T, what string, got, want *etcdserverpb.ResponseHeader) {
 	t.Helper()
-	if got.String() != want.String() {
+	if !proto.Equal(got, want) {
 		t.Errorf("%s header: got %v, want %v", what, got, want)
 	}
 }
 
 func wantKV(t *testing.T, what string, got, want *mvccpb.KeyValue) {
 	t.Helper()
-	if got.String() != want.String() {
+	if !proto.Equal(got, want) {
 		t.Errorf("%s: got %v, want %v", what, got, want)
 	}
 }

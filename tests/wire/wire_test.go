@@ -8,51 +8,40 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcdelection "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	etcdlock "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 
-	"github.com/meshkv/meshkv/api/etcdwirepb"
 	"github.com/meshkv/meshkv/api/v3electionpb"
 	"github.com/meshkv/meshkv/api/v3lockpb"
 )
 
-// gogoMessage is what etcd's gogo-generated messages offer besides the
-// legacy protobuf interface: their own marshaling code.
-type gogoMessage interface {
-	protoadapt.MessageV1
-	Marshal() ([]byte, error)
-	Unmarshal([]byte) error
-}
+// etcdMessage is a message generated from etcd's own protos.
+type etcdMessage = proto.Message
 
 // pair is one of our messages and etcd's message it must match on the wire.
 type pair struct {
 	ours   func() proto.Message
-	theirs func() gogoMessage
+	theirs func() etcdMessage
 }
 
 var pairs = []pair{
-	{func() proto.Message { return new(etcdwirepb.ResponseHeader) }, func() gogoMessage { return new(etcdserverpb.ResponseHeader) }},
-	{func() proto.Message { return new(etcdwirepb.KeyValue) }, func() gogoMessage { return new(mvccpb.KeyValue) }},
+	{func() proto.Message { return new(v3lockpb.LockRequest) }, func() etcdMessage { return new(etcdlock.LockRequest) }},
+	{func() proto.Message { return new(v3lockpb.LockResponse) }, func() etcdMessage { return new(etcdlock.LockResponse) }},
+	{func() proto.Message { return new(v3lockpb.UnlockRequest) }, func() etcdMessage { return new(etcdlock.UnlockRequest) }},
+	{func() proto.Message { return new(v3lockpb.UnlockResponse) }, func() etcdMessage { return new(etcdlock.UnlockResponse) }},
 
-	{func() proto.Message { return new(v3lockpb.LockRequest) }, func() gogoMessage { return new(etcdlock.LockRequest) }},
-	{func() proto.Message { return new(v3lockpb.LockResponse) }, func() gogoMessage { return new(etcdlock.LockResponse) }},
-	{func() proto.Message { return new(v3lockpb.UnlockRequest) }, func() gogoMessage { return new(etcdlock.UnlockRequest) }},
-	{func() proto.Message { return new(v3lockpb.UnlockResponse) }, func() gogoMessage { return new(etcdlock.UnlockResponse) }},
-
-	{func() proto.Message { return new(v3electionpb.CampaignRequest) }, func() gogoMessage { return new(etcdelection.CampaignRequest) }},
-	{func() proto.Message { return new(v3electionpb.CampaignResponse) }, func() gogoMessage { return new(etcdelection.CampaignResponse) }},
-	{func() proto.Message { return new(v3electionpb.LeaderKey) }, func() gogoMessage { return new(etcdelection.LeaderKey) }},
-	{func() proto.Message { return new(v3electionpb.LeaderRequest) }, func() gogoMessage { return new(etcdelection.LeaderRequest) }},
-	{func() proto.Message { return new(v3electionpb.LeaderResponse) }, func() gogoMessage { return new(etcdelection.LeaderResponse) }},
-	{func() proto.Message { return new(v3electionpb.ResignRequest) }, func() gogoMessage { return new(etcdelection.ResignRequest) }},
-	{func() proto.Message { return new(v3electionpb.ResignResponse) }, func() gogoMessage { return new(etcdelection.ResignResponse) }},
-	{func() proto.Message { return new(v3electionpb.ProclaimRequest) }, func() gogoMessage { return new(etcdelection.ProclaimRequest) }},
-	{func() proto.Message { return new(v3electionpb.ProclaimResponse) }, func() gogoMessage { return new(etcdelection.ProclaimResponse) }},
+	{func() proto.Message { return new(v3electionpb.CampaignRequest) }, func() etcdMessage { return new(etcdelection.CampaignRequest) }},
+	{func() proto.Message { return new(v3electionpb.CampaignResponse) }, func() etcdMessage { return new(etcdelection.CampaignResponse) }},
+	{func() proto.Message { return new(v3electionpb.LeaderKey) }, func() etcdMessage { return new(etcdelection.LeaderKey) }},
+	{func() proto.Message { return new(v3electionpb.LeaderRequest) }, func() etcdMessage { return new(etcdelection.LeaderRequest) }},
+	{func() proto.Message { return new(v3electionpb.LeaderResponse) }, func() etcdMessage { return new(etcdelection.LeaderResponse) }},
+	{func() proto.Message { return new(v3electionpb.ResignRequest) }, func() etcdMessage { return new(etcdelection.ResignRequest) }},
+	{func() proto.Message { return new(v3electionpb.ResignResponse) }, func() etcdMessage { return new(etcdelection.ResignResponse) }},
+	{func() proto.Message { return new(v3electionpb.ProclaimRequest) }, func() etcdMessage { return new(etcdelection.ProclaimRequest) }},
+	{func() proto.Message { return new(v3electionpb.ProclaimResponse) }, func() etcdMessage { return new(etcdelection.ProclaimResponse) }},
 }
 
 // TestAllMessagesPaired fails when a message is added to our protos without
@@ -63,7 +52,6 @@ func TestAllMessagesPaired(t *testing.T) {
 		paired[p.ours().ProtoReflect().Descriptor().FullName()] = true
 	}
 	files := []protoreflect.FileDescriptor{
-		etcdwirepb.File_meshkv_api_etcdwirepb_etcdwire_proto,
 		v3lockpb.File_meshkv_api_v3lockpb_v3lock_proto,
 		v3electionpb.File_meshkv_api_v3electionpb_v3election_proto,
 	}
@@ -82,7 +70,7 @@ func TestAllMessagesPaired(t *testing.T) {
 func TestDescriptorsMatch(t *testing.T) {
 	for _, p := range pairs {
 		ours := p.ours().ProtoReflect().Descriptor()
-		theirs := protoadapt.MessageV2Of(p.theirs()).ProtoReflect().Descriptor()
+		theirs := p.theirs().ProtoReflect().Descriptor()
 		t.Run(string(ours.Name()), func(t *testing.T) {
 			for _, d := range compareDescriptors(ours, theirs, string(ours.Name())) {
 				t.Error(d)
@@ -127,6 +115,10 @@ func compareDescriptors(ours, theirs protoreflect.MessageDescriptor, path string
 			diffs = append(diffs, fmt.Sprintf("%s: JSON name %s, etcd has %s", fpath, got.JSONName(), want.JSONName()))
 		}
 		if want.Kind() == protoreflect.MessageKind && got.Kind() == protoreflect.MessageKind {
+			// Headers and key-values are etcd's own messages on both sides.
+			if pkg := want.Message().ParentFile().Package(); (pkg == "etcdserverpb" || pkg == "mvccpb") && got.Message().FullName() != want.Message().FullName() {
+				diffs = append(diffs, fmt.Sprintf("%s: message type %s, etcd has %s", fpath, got.Message().FullName(), want.Message().FullName()))
+			}
 			diffs = append(diffs, compareDescriptors(got.Message(), want.Message(), fpath)...)
 		}
 	}
@@ -214,8 +206,8 @@ func compareValues(ours, theirs protoreflect.Message, path string) []string {
 	return diffs
 }
 
-// TestRoundTrip encodes each of our messages, decodes the bytes with etcd's
-// generated code, re-encodes them with etcd's code and decodes them back:
+// TestRoundTrip encodes each of our messages, decodes the bytes as etcd's
+// message, re-encodes that and decodes it back:
 // every field must arrive, the two encodings must be byte-identical, and the
 // final message must equal the original.
 func TestRoundTrip(t *testing.T) {
@@ -238,21 +230,21 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func roundTrip(t *testing.T, ours proto.Message, theirs gogoMessage) {
+func roundTrip(t *testing.T, ours proto.Message, theirs etcdMessage) {
 	t.Helper()
-	wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(ours)
+	wire, err := proto.Marshal(ours)
 	if err != nil {
 		t.Fatalf("marshal ours: %v", err)
 	}
-	if err := theirs.Unmarshal(wire); err != nil {
-		t.Fatalf("etcd's Unmarshal of our bytes: %v", err)
+	if err := proto.Unmarshal(wire, theirs); err != nil {
+		t.Fatalf("decoding our bytes as etcd's message: %v", err)
 	}
-	for _, d := range compareValues(ours.ProtoReflect(), protoadapt.MessageV2Of(theirs).ProtoReflect(), "") {
+	for _, d := range compareValues(ours.ProtoReflect(), theirs.ProtoReflect(), "") {
 		t.Error(d)
 	}
-	back, err := theirs.Marshal()
+	back, err := proto.Marshal(theirs)
 	if err != nil {
-		t.Fatalf("etcd's Marshal: %v", err)
+		t.Fatalf("marshal etcd's message: %v", err)
 	}
 	if !bytes.Equal(wire, back) {
 		t.Errorf("encodings differ:\n ours %x\n etcd %x", head(wire), head(back))
@@ -271,4 +263,35 @@ func head(b []byte) []byte {
 		return b[:64]
 	}
 	return b
+}
+
+// TestRegistry checks that etcd's Lock and Election protos and ours, linked
+// into this one binary, are registered side by side under different files
+// and full names, while both refer to etcd's own header and key-value
+// messages.
+func TestRegistry(t *testing.T) {
+	for _, p := range pairs {
+		ours, theirs := p.ours().ProtoReflect().Descriptor(), p.theirs().ProtoReflect().Descriptor()
+		if ours.FullName() == theirs.FullName() {
+			t.Errorf("%s: same full name as etcd's", ours.FullName())
+		}
+		if ours.ParentFile().Path() == theirs.ParentFile().Path() {
+			t.Errorf("%s: registered in etcd's file %s", ours.FullName(), theirs.ParentFile().Path())
+		}
+		for _, name := range []protoreflect.FullName{ours.FullName(), theirs.FullName()} {
+			d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+			if err != nil {
+				t.Errorf("%s is not registered: %v", name, err)
+				continue
+			}
+			if d.(protoreflect.MessageDescriptor) != ours && d.(protoreflect.MessageDescriptor) != theirs {
+				t.Errorf("%s resolves to a third descriptor", name)
+			}
+		}
+	}
+	header := (&v3lockpb.LockResponse{}).ProtoReflect().Descriptor().Fields().ByName("header").Message()
+	kv := (&v3electionpb.LeaderResponse{}).ProtoReflect().Descriptor().Fields().ByName("kv").Message()
+	if header.FullName() != "etcdserverpb.ResponseHeader" || kv.FullName() != "mvccpb.KeyValue" {
+		t.Errorf("header is %s and kv is %s, want etcd's etcdserverpb.ResponseHeader and mvccpb.KeyValue", header.FullName(), kv.FullName())
+	}
 }

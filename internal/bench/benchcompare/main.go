@@ -1,4 +1,4 @@
-// Command benchcompare measures meshkv side by side with etcd 3.6.6 on this
+// Command benchcompare measures meshkv side by side with etcd 3.7.3 on this
 // machine and prints a markdown report. It is what `make bench-compare` runs:
 //
 //	go run ./internal/bench/benchcompare [--rounds 2] [--full]
@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: scripts/bench-compare.sh [flags]  (or go run ./internal/bench/benchcompare [flags])\n\n"+
-			"Builds meshkv and etcd 3.6.6, runs the same workloads on a 3-member cluster of each\n"+
+			"Builds meshkv and etcd 3.7.3, runs the same workloads on a 3-member cluster of each\n"+
 			"(interleaved, several rounds) and prints a markdown comparison on stdout.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
