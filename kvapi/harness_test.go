@@ -52,6 +52,7 @@ func (fixedCluster) Errors() []string      { return nil }
 // memory.
 type testServer struct {
 	store *mvcc.Store
+	sm    *StateMachine
 	srv   *Server
 	conn  *grpc.ClientConn
 	cli   *clientv3.Client
@@ -95,5 +96,5 @@ func newTestServerWith(t *testing.T, cfg Config, cluster Cluster) *testServer {
 		conn.Close()
 		g.Stop()
 	})
-	return &testServer{store: store, srv: srv, conn: conn, cli: cli}
+	return &testServer{store: store, sm: rep.sm, srv: srv, conn: conn, cli: cli}
 }

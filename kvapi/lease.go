@@ -105,14 +105,16 @@ func (s *Server) SetLeaseConfig(c LeaseConfig) error {
 	return nil
 }
 
-// UseStateMachine connects the lessor to the state machine that applies this
-// member's log (the one fed by the Server's Replicator), so that it learns of
-// every lease grant, renewal, checkpoint, revoke and snapshot as it is
-// applied. Without it leases never expire. Call it once, before the
+// UseStateMachine connects the lessor and the watch hub to the state machine
+// that applies this member's log (the one fed by the Server's Replicator), so
+// that the lessor learns of every lease grant, renewal, checkpoint, revoke
+// and snapshot as it is applied, and watchers replay a restored snapshot's
+// revisions at once. Without it leases never expire. Call it once, before the
 // replicator applies entries; the leases already in the store are adopted
 // with their full (or checkpointed) TTL from now.
 func (s *Server) UseStateMachine(sm *StateMachine) {
 	sm.lessor.Store(s.lessor)
+	sm.watch.Store(s.watch)
 	s.lessor.attach()
 }
 

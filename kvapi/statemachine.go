@@ -21,7 +21,8 @@ var ErrBadEntry = errors.New("kvapi: undecodable log entry")
 // called by the replicator's apply goroutine, one at a time, in log order.
 type StateMachine struct {
 	store  *mvcc.Store
-	lessor atomic.Pointer[lessor] // told of lease changes (Server.UseStateMachine); see lease_apply.go
+	lessor atomic.Pointer[lessor]   // told of lease changes (Server.UseStateMachine); see lease_apply.go
+	watch  atomic.Pointer[watchHub] // told of restores (Server.UseStateMachine)
 }
 
 // NewStateMachine returns the state machine that applies requests to store.
@@ -76,5 +77,8 @@ func (sm *StateMachine) Restore(r io.Reader) error {
 		return err
 	}
 	sm.leaseRestored()
+	if h := sm.watch.Load(); h != nil {
+		h.restored(sm.store.Rev())
+	}
 	return nil
 }

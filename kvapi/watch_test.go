@@ -1092,9 +1092,12 @@ func TestWatchHubStopOnContext(t *testing.T) {
 }
 
 // TestWatchAfterRestore: a snapshot restore moves the store ahead without
-// the observer; synced watchers replay the skipped revisions.
+// the observer; synced watchers replay the skipped revisions at once, not
+// only at the next write (lock waiters and election observers on an idle
+// cluster depend on it).
 func TestWatchAfterRestore(t *testing.T) {
 	ts := newTestServer(t, Config{})
+	ts.srv.UseStateMachine(ts.sm)
 	w := openRawWatch(t, ts.conn)
 	id := w.created(&pb.WatchCreateRequest{Key: []byte("t/"), RangeEnd: []byte("t0")})
 	watchPut(t, ts, "t/a", "1") // 2
@@ -1111,8 +1114,11 @@ func TestWatchAfterRestore(t *testing.T) {
 	if _, err := other.Snapshot().WriteTo(&snap); err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.store.Restore(&snap); err != nil {
+	if err := ts.sm.Restore(&snap); err != nil {
 		t.Fatal(err)
+	}
+	if got, want := watchEvString(w.eventsUntil(id, 5)), "PUT t/b@3=2; PUT t/a@5=4; "; got != want {
+		t.Fatalf("after restore, before any write: %q, want %q", got, want)
 	}
 	// Created after the restore: the restored revisions are its past.
 	w2 := openRawWatch(t, ts.conn)
@@ -1121,7 +1127,7 @@ func TestWatchAfterRestore(t *testing.T) {
 		t.Fatalf("created after restore: %v, want header revision 5", r)
 	}
 	watchPut(t, ts, "t/c", "5") // 6
-	if got, want := watchEvString(w.eventsUntil(id, 6)), "PUT t/b@3=2; PUT t/a@5=4; PUT t/c@6=5; "; got != want {
+	if got, want := watchEvString(w.eventsUntil(id, 6)), "PUT t/c@6=5; "; got != want {
 		t.Fatalf("after restore: %q, want %q", got, want)
 	}
 	if got, want := watchEvString(w2.eventsUntil(0, 6)), "PUT t/c@6=5; "; got != want {

@@ -230,6 +230,17 @@ func (h *watchHub) observe(rev int64, evs []mvccpb.Event) {
 	h.touched = touched[:0]
 }
 
+// restored is called on the apply goroutine after a snapshot replaced the
+// store, now at revision rev: every synced watcher replays what it missed
+// from the store's history at once. (observe would notice the gap only at
+// the next write, which on an idle cluster may never come.)
+func (h *watchHub) restored(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unsyncAllLocked()
+	h.rev = rev
+}
+
 // appendEvent adds ev of revision rev to w's buffer if w wants it, and
 // records w in touched the first time in this revision.
 func appendEvent(touched []*watcher, w *watcher, rev int64, ev *mvccpb.Event) []*watcher {
