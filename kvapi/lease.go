@@ -200,8 +200,13 @@ func (s leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) 
 }
 
 // renew replicates one keepalive and returns the lease's TTL, 0 if the lease
-// does not exist.
+// does not exist. A lease whose countdown has run out on this member is
+// treated as gone even before its revoke is applied, as etcd does: a
+// keepalive never revives an expired lease.
 func (s *Server) renew(ctx context.Context, id int64) (int64, error) {
+	if left, _, ok := s.lessor.remaining(id); ok && left <= 0 {
+		return 0, nil
+	}
 	v, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 		Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: 0}},
 	}})

@@ -33,15 +33,18 @@ import (
 // otherwise be undone by a checkpoint carrying an older remainder, or by an
 // expiry revoke that no longer holds.
 //
+// The same holds for a lease revoked and granted again under the same id
+// after the basis: the request was about the old lease and must not touch
+// the new one.
+//
 // For the check to give the same answer on every member, including one that
-// restored a snapshot, the renewal index lives in the store: a lease's
-// RemainingTTL in mvcc holds 0 (granted, never renewed or checkpointed), a
-// checkpointed remainder in seconds (> 0, only while the lease was never
-// renewed), or the negated log index of the lease's last renewal (< 0).
-// Deadlines themselves are local (monotonic clock) and live in the lessor.
+// restored a snapshot, the store keeps each lease's grant and last renewal
+// log indexes (mvcc.LeaseInfo.GrantedAt, RenewedAt) beside its last
+// checkpointed remainder. Deadlines themselves are local (monotonic clock)
+// and live in the lessor.
 
 // errLeaseRenewed is the result of an expiry revoke skipped because the lease
-// was renewed after the lessor decided to revoke it.
+// was renewed, or granted anew, after the lessor decided to revoke it.
 var errLeaseRenewed = errors.New("kvapi: lease renewed since the expiry decision")
 
 // leaseChangeKind says what an applied entry did to one lease.
@@ -97,7 +100,7 @@ func (sm *StateMachine) leaseRestored() {
 }
 
 func (sm *StateMachine) applyLeaseGrant(index uint64, r *pb.LeaseGrantRequest) (any, error) {
-	if err := sm.store.LeaseGrant(r.ID, r.TTL); err != nil {
+	if err := sm.store.LeaseGrant(r.ID, r.TTL, index); err != nil {
 		sm.notifyLease(index)
 		return nil, err
 	}
@@ -105,14 +108,15 @@ func (sm *StateMachine) applyLeaseGrant(index uint64, r *pb.LeaseGrantRequest) (
 	return &pb.LeaseGrantResponse{ID: r.ID, TTL: r.TTL}, nil
 }
 
-// renewedAfter reports whether lease l was renewed at a log index above basis.
-func renewedAfter(l mvcc.LeaseInfo, basis uint64) bool {
-	return l.RemainingTTL < 0 && uint64(-l.RemainingTTL) > basis
+// changedAfter reports whether lease l was granted or renewed at a log index
+// above basis: a request computed at basis no longer applies to it.
+func changedAfter(l mvcc.LeaseInfo, basis uint64) bool {
+	return l.GrantedAt > basis || l.RenewedAt > basis
 }
 
 func (sm *StateMachine) applyLeaseRevoke(index uint64, h *pb.RequestHeader, r *pb.LeaseRevokeRequest) (any, error) {
 	if h != nil {
-		if l, ok := sm.store.Lease(r.ID); ok && renewedAfter(l, h.ID) {
+		if l, ok := sm.store.Lease(r.ID); ok && changedAfter(l, h.ID) {
 			sm.notifyLease(index)
 			return nil, errLeaseRenewed
 		}
@@ -143,23 +147,20 @@ func (sm *StateMachine) applyLeaseCheckpoint(index uint64, h *pb.RequestHeader, 
 		case !ok:
 			kaErr = mvcc.ErrLeaseNotFound
 		case cp.Remaining_TTL <= 0: // renewal
-			if err := sm.store.LeaseCheckpoint(cp.ID, -int64(index)); err != nil {
+			if err := sm.store.LeaseRenew(cp.ID, index); err != nil {
 				kaErr = err
 				continue
 			}
 			changes = append(changes, leaseChange{kind: leaseRenewed, id: cp.ID, secs: l.TTL})
 			ka = &pb.LeaseKeepAliveResponse{ID: cp.ID, TTL: l.TTL}
-		case h != nil && renewedAfter(l, h.ID):
-			// Computed before a renewal this member has applied: stale.
+		case h != nil && changedAfter(l, h.ID):
+			// Computed before a renewal (or a new grant) this member has
+			// applied: stale.
 		default:
-			if l.RemainingTTL >= 0 {
-				// Never renewed: the store keeps the remainder for
-				// members that restore a snapshot. A renewed lease keeps
-				// its renewal index instead (a restoring member then
-				// counts its full TTL from the restore).
-				if err := sm.store.LeaseCheckpoint(cp.ID, cp.Remaining_TTL); err != nil {
-					continue
-				}
+			// The store keeps the remainder for members that restore a
+			// snapshot: they continue the countdown from it.
+			if err := sm.store.LeaseCheckpoint(cp.ID, cp.Remaining_TTL); err != nil {
+				continue
 			}
 			changes = append(changes, leaseChange{kind: leaseCheckpointed, id: cp.ID, secs: cp.Remaining_TTL})
 		}

@@ -266,8 +266,8 @@ func TestLeaseStaleCheckpointIgnored(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if l, _ := b.store.Lease(1); l.RemainingTTL >= 0 {
-			t.Fatalf("store remaining = %d, want the renewal stamp kept", l.RemainingTTL)
+		if l, _ := b.store.Lease(1); l.RemainingTTL != 0 || l.RenewedAt <= stale {
+			t.Fatalf("store lease = %+v, want the renewal kept and the stale checkpoint ignored", l)
 		}
 		b.sleep(10*time.Second + testRevokeMargin - time.Nanosecond)
 		b.wantKey("k", true, "before the renewed deadline")
@@ -334,6 +334,21 @@ func TestLeaseExpiryRevokeLosesToRenewal(t *testing.T) {
 	if !errors.Is(res.err, mvcc.ErrLeaseNotFound) {
 		t.Fatalf("renew of a revoked lease: %v", res.err)
 	}
+	// The same id granted again (index 7, with a key at 8): an expiry revoke
+	// or a checkpoint decided about the old lease (basis 6) leaves the new
+	// one alone.
+	apply(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 1, TTL: 5}})
+	apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k2"), Lease: 1}})
+	res = apply(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 6}, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}})
+	if !errors.Is(res.err, errLeaseRenewed) || !leaseKeyExists(t, store, "k2") {
+		t.Fatalf("expiry revoke of the old lease hit the new one: %v, key exists %v", res.err, leaseKeyExists(t, store, "k2"))
+	}
+	apply(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 6}, LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+		Checkpoints: []*pb.LeaseCheckpoint{{ID: 1, Remaining_TTL: 1}},
+	}})
+	if l, _ := store.Lease(1); l.RemainingTTL != 0 {
+		t.Fatalf("stale checkpoint of the old lease applied to the new one: %+v", l)
+	}
 }
 
 // The leader checkpoints remaining TTLs; a member restoring a snapshot
@@ -345,13 +360,13 @@ func TestLeaseLeaderCheckpointsAndRestore(t *testing.T) {
 		b.put("k", 1)
 		b.grant(2, 20)
 		b.sleep(2 * time.Second)
-		b.renew(2) // renewed: its store entry keeps the renewal stamp
+		b.renew(2) // renewed at 2 s: its countdown restarts
 		b.sleep(3 * time.Second)
 		if l, _ := b.store.Lease(1); l.RemainingTTL != 15 {
 			t.Fatalf("lease 1 store remaining after the first checkpoint = %d, want 15", l.RemainingTTL)
 		}
-		if l, _ := b.store.Lease(2); l.RemainingTTL >= 0 {
-			t.Fatalf("lease 2 store remaining = %d, want its renewal stamp", l.RemainingTTL)
+		if l, _ := b.store.Lease(2); l.RemainingTTL != 17 || l.RenewedAt == 0 {
+			t.Fatalf("lease 2 store entry = %+v, want 17 s left since its renewal", l)
 		}
 		b.sleep(5 * time.Second)
 		if l, _ := b.store.Lease(1); l.RemainingTTL != 10 {
@@ -372,8 +387,8 @@ func TestLeaseLeaderCheckpointsAndRestore(t *testing.T) {
 		if left, ttl, ok := b2.srv.lessor.remaining(1); !ok || left != 10*time.Second || ttl != 20 {
 			t.Fatalf("restored lease 1: %v left of %d (%v), want 10 s", left, ttl, ok)
 		}
-		if left, _, ok := b2.srv.lessor.remaining(2); !ok || left != 20*time.Second {
-			t.Fatalf("restored lease 2: %v left (%v), want its full TTL", left, ok)
+		if left, _, ok := b2.srv.lessor.remaining(2); !ok || left != 12*time.Second {
+			t.Fatalf("restored lease 2: %v left (%v), want the 12 s its checkpoint holds", left, ok)
 		}
 		// The restored member takes over: lease 1 goes at 10 s + testRevokeMargin
 		// from the restore.
@@ -391,7 +406,7 @@ func TestLeaseLeaderCheckpointsAndRestore(t *testing.T) {
 func TestLeaseAttachAdoptsExistingLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := mvcc.New()
-		if err := store.LeaseGrant(9, 4); err != nil {
+		if err := store.LeaseGrant(9, 4, 0); err != nil {
 			t.Fatal(err)
 		}
 		b := newBubbleOn(t, store)
@@ -408,4 +423,25 @@ func TestLeaseAttachAdoptsExistingLeases(t *testing.T) {
 func newBubbleOn(t *testing.T, store *mvcc.Store) *bubble {
 	t.Helper()
 	return startBubble(t, store, NewStateMachine(store), LeaseConfig{}, false)
+}
+
+// A keepalive on a lease whose countdown has run out, but whose revoke has
+// not been applied yet, finds no lease (TTL 0), as etcd's: it never revives
+// the lease.
+func TestLeaseKeepAliveAfterDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t, LeaseConfig{}, false)
+		b.grant(1, 5)
+		b.put("k", 1)
+		b.sleep(5 * time.Second) // the deadline; the revoke waits for the margin
+		b.wantKey("k", true, "at the deadline, before the revoke margin")
+		if ttl, err := b.srv.renew(b.ctx, 1); err != nil || ttl != 0 {
+			t.Fatalf("keepalive after the deadline: ttl %d, %v; want 0 (lease not found)", ttl, err)
+		}
+		b.sleep(testRevokeMargin)
+		b.wantKey("k", false, "after the revoke margin")
+		if _, ok := b.store.Lease(1); ok {
+			t.Fatal("the lease survived its deadline")
+		}
+	})
 }

@@ -193,9 +193,7 @@ func (l *lessor) leasesRestored(infos []mvcc.LeaseInfo) {
 	l.queue = l.queue[:0]
 	for _, info := range infos {
 		l.add(info.ID, info.TTL, now.Add(restoredRemaining(info)))
-		if info.RemainingTTL < 0 {
-			l.lastIndex = max(l.lastIndex, uint64(-info.RemainingTTL))
-		}
+		l.lastIndex = max(l.lastIndex, info.GrantedAt, info.RenewedAt)
 	}
 	l.mu.Unlock()
 	l.kick()

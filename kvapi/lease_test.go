@@ -237,9 +237,9 @@ func TestLeaseKeepAlive(t *testing.T) {
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Errorf("after CloseSend: %v, want EOF", err)
 	}
-	// The renewal reached the store as a renewal stamp.
-	if l, _ := ts.store.Lease(int64(g.ID)); l.RemainingTTL >= 0 {
-		t.Errorf("store remaining = %d, want a renewal stamp (< 0)", l.RemainingTTL)
+	// The renewal reached the store with its log index.
+	if l, _ := ts.store.Lease(int64(g.ID)); l.RenewedAt == 0 || l.RemainingTTL != 0 {
+		t.Errorf("store lease = %+v, want a renewal index and no checkpoint", l)
 	}
 
 	ka, err := ts.cli.KeepAliveOnce(ctx, g.ID)

@@ -18,7 +18,7 @@ import (
 // throughout. Run with -race.
 func TestConcurrentReadersDuringWrites(t *testing.T) {
 	s := New()
-	if err := s.LeaseGrant(1, 100); err != nil {
+	if err := s.LeaseGrant(1, 100, 0); err != nil {
 		t.Fatal(err)
 	}
 	var events atomic.Int64

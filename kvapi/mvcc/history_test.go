@@ -53,7 +53,7 @@ func TestObserverEvents(t *testing.T) {
 	if _, err := s.Put(putReq("b", "", ignoreValue())); err == nil {
 		t.Fatal("ignore_value on a missing key succeeded")
 	}
-	if err := s.LeaseGrant(1, 5); err != nil {
+	if err := s.LeaseGrant(1, 5, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustTxn(t, s, &pb.TxnRequest{Success: ops(opGet("a", ""))})                                                                                            // nothing

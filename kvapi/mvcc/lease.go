@@ -13,11 +13,20 @@ type LeaseInfo struct {
 	ID  int64
 	TTL int64 // as granted, in seconds
 	// RemainingTTL is the last checkpointed remaining TTL in seconds, 0 if the
-	// lease was never checkpointed.
+	// lease was not checkpointed since it was granted or last renewed.
 	RemainingTTL int64
+	// GrantedAt is the log index of the entry that granted the lease (0 if
+	// unknown), and RenewedAt that of its last renewal (0 if never renewed).
+	// They let every member decide alike whether a request computed at some
+	// log index still applies to this lease.
+	GrantedAt, RenewedAt uint64
 	// Keys are the keys attached to the lease, sorted. Leases leaves it nil.
 	// The slices are shared with the store: do not modify them.
 	Keys [][]byte
+}
+
+func (l leaseRec) info() LeaseInfo {
+	return LeaseInfo{ID: l.id, TTL: l.ttl, RemainingTTL: l.remaining, GrantedAt: l.granted, RenewedAt: l.renewed}
 }
 
 func (s *Store) leaseExists(id int64) bool {
@@ -25,11 +34,12 @@ func (s *Store) leaseExists(id int64) bool {
 	return ok
 }
 
-// LeaseGrant records a new lease. The TTL is stored as given: minimum-TTL
-// rules are the caller's. Errors: ErrLeaseNotFound for id 0 (as etcd),
-// ErrLeaseTTLTooLarge above MaxLeaseTTL, ErrLeaseExist if id is in use.
-// Creates no revision. Writer only.
-func (s *Store) LeaseGrant(id, ttl int64) error {
+// LeaseGrant records a new lease granted by the log entry at index at (0 if
+// not known). The TTL is stored as given: minimum-TTL rules are the caller's.
+// Errors: ErrLeaseNotFound for id 0 (as etcd), ErrLeaseTTLTooLarge above
+// MaxLeaseTTL, ErrLeaseExist if id is in use. Creates no revision. Writer
+// only.
+func (s *Store) LeaseGrant(id, ttl int64, at uint64) error {
 	if id == 0 {
 		return ErrLeaseNotFound
 	}
@@ -41,7 +51,7 @@ func (s *Store) LeaseGrant(id, ttl int64) error {
 	if s.leaseExists(id) {
 		return ErrLeaseExist
 	}
-	s.leases.Set(leaseRec{id: id, ttl: ttl})
+	s.leases.Set(leaseRec{id: id, ttl: ttl, granted: at})
 	s.size.Add(leaseOverhead)
 	return nil
 }
@@ -78,8 +88,9 @@ func (s *Store) LeaseRevoke(id int64) (*pb.LeaseRevokeResponse, error) {
 	return resp, nil
 }
 
-// LeaseCheckpoint records the remaining TTL of a lease. ErrLeaseNotFound if
-// the lease does not exist. Creates no revision. Writer only.
+// LeaseCheckpoint records the remaining TTL of a lease, in seconds (> 0).
+// ErrLeaseNotFound if the lease does not exist. Creates no revision. Writer
+// only.
 func (s *Store) LeaseCheckpoint(id, remainingTTL int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -92,6 +103,22 @@ func (s *Store) LeaseCheckpoint(id, remainingTTL int64) error {
 	return nil
 }
 
+// LeaseRenew records a renewal (keepalive) of a lease by the log entry at
+// index at: its countdown restarts from the full TTL, so the last
+// checkpoint is dropped. ErrLeaseNotFound if the lease does not exist.
+// Creates no revision. Writer only.
+func (s *Store) LeaseRenew(id int64, at uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases.Get(leaseRec{id: id})
+	if !ok {
+		return ErrLeaseNotFound
+	}
+	l.remaining, l.renewed = 0, at
+	s.leases.Set(l)
+	return nil
+}
+
 // Lease returns one lease with its attached keys. Safe from any goroutine.
 func (s *Store) Lease(id int64) (LeaseInfo, bool) {
 	s.mu.RLock()
@@ -100,7 +127,7 @@ func (s *Store) Lease(id int64) (LeaseInfo, bool) {
 	if !ok {
 		return LeaseInfo{}, false
 	}
-	info := LeaseInfo{ID: l.id, TTL: l.ttl, RemainingTTL: l.remaining}
+	info := l.info()
 	s.leaseKeys.Ascend(leaseKey{id: id}, func(lk leaseKey) bool {
 		if lk.id != id {
 			return false
@@ -118,7 +145,7 @@ func (s *Store) Leases() []LeaseInfo {
 	defer s.mu.RUnlock()
 	out := make([]LeaseInfo, 0, s.leases.Len())
 	s.leases.Scan(func(l leaseRec) bool {
-		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, RemainingTTL: l.remaining})
+		out = append(out, l.info())
 		return true
 	})
 	return out

@@ -25,7 +25,7 @@ func TestLeaseGrant(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New()
-			err := s.LeaseGrant(tc.id, tc.ttl)
+			err := s.LeaseGrant(tc.id, tc.ttl, 0)
 			wantErr(t, err, tc.want)
 			if tc.want != nil {
 				if len(s.Leases()) != 0 {
@@ -37,7 +37,7 @@ func TestLeaseGrant(t *testing.T) {
 			if !ok || l.ID != tc.id || l.TTL != tc.ttl || l.RemainingTTL != 0 || l.Keys != nil {
 				t.Fatalf("Lease = %+v, %v", l, ok)
 			}
-			wantErr(t, s.LeaseGrant(tc.id, tc.ttl), ErrLeaseExist)
+			wantErr(t, s.LeaseGrant(tc.id, tc.ttl, 0), ErrLeaseExist)
 			wantRev(t, s, 1)
 		})
 	}
@@ -46,7 +46,7 @@ func TestLeaseGrant(t *testing.T) {
 func TestLeaseRevoke(t *testing.T) {
 	s := New()
 	for _, id := range []int64{1, 2} {
-		if err := s.LeaseGrant(id, 30); err != nil {
+		if err := s.LeaseGrant(id, 30, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestLeaseRevoke(t *testing.T) {
 	wantErr(t, err, ErrLeaseNotFound)
 
 	// A lease without keys: no revision.
-	if err := s.LeaseGrant(3, 30); err != nil {
+	if err := s.LeaseGrant(3, 30, 0); err != nil {
 		t.Fatal(err)
 	}
 	got = nil
@@ -105,7 +105,7 @@ func TestLeaseRevoke(t *testing.T) {
 func TestLeaseCheckpointAndList(t *testing.T) {
 	s := New()
 	for _, id := range []int64{30, -2, 10} {
-		if err := s.LeaseGrant(id, id*10); err != nil {
+		if err := s.LeaseGrant(id, id*10, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,7 +116,7 @@ func TestLeaseCheckpointAndList(t *testing.T) {
 	mustPut(t, s, "k2", "v", withLease(10))
 	mustPut(t, s, "k1", "v", withLease(10))
 	got := fmt.Sprint(s.Leases())
-	if got != "[{-2 -20 0 []} {10 100 42 []} {30 300 0 []}]" {
+	if got != "[{-2 -20 0 0 0 []} {10 100 42 0 0 []} {30 300 0 0 0 []}]" {
 		t.Fatalf("Leases() = %s", got)
 	}
 	l, _ := s.Lease(10)
@@ -129,6 +129,21 @@ func TestLeaseCheckpointAndList(t *testing.T) {
 	if l, _ := s.Lease(10); l.RemainingTTL != 7 {
 		t.Fatalf("checkpoint not updated: %+v", l)
 	}
+	// A renewal restarts the countdown: the checkpoint is dropped and the
+	// renewal's log index kept, beside the grant's.
+	if err := s.LeaseGrant(50, 60, 12); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LeaseCheckpoint(50, 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LeaseRenew(50, 19); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.Lease(50); l.RemainingTTL != 0 || l.GrantedAt != 12 || l.RenewedAt != 19 {
+		t.Fatalf("after renewal: %+v, want no checkpoint, granted at 12, renewed at 19", l)
+	}
+	wantErr(t, s.LeaseRenew(51, 1), ErrLeaseNotFound)
 	wantRev(t, s, 3) // grants and checkpoints make no revision
 	checkInvariants(t, s)
 }

@@ -133,7 +133,7 @@ func TestPut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New()
 			for _, id := range tc.leases {
-				if err := s.LeaseGrant(id, 10); err != nil {
+				if err := s.LeaseGrant(id, 10, 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -171,7 +171,7 @@ func TestPut(t *testing.T) {
 func TestPutLeaseAttachment(t *testing.T) {
 	s := New()
 	for _, id := range []int64{1, 2} {
-		if err := s.LeaseGrant(id, 10); err != nil {
+		if err := s.LeaseGrant(id, 10, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

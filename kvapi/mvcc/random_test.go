@@ -174,7 +174,7 @@ func applyRop(s *Store, o rop) string {
 	case o.compact != nil:
 		resp, err = s.Compact(o.compact)
 	case o.grant[0] != 0:
-		err = s.LeaseGrant(o.grant[0], o.grant[1])
+		err = s.LeaseGrant(o.grant[0], o.grant[1], 0)
 	case o.revoke != 0:
 		resp, err = s.LeaseRevoke(o.revoke)
 	default:

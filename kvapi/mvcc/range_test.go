@@ -141,7 +141,7 @@ func TestRange(t *testing.T) {
 // serves it from its key index then).
 func TestRangeKeysOnlyLease(t *testing.T) {
 	s := New()
-	if err := s.LeaseGrant(7, 60); err != nil {
+	if err := s.LeaseGrant(7, 60, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustPut(t, s, "a", "1", withLease(7))

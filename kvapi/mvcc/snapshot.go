@@ -14,10 +14,10 @@ import (
 
 // Snapshot format (all integers are varints unless said otherwise):
 //
-//	magic "MKVMVCC\x01"
+//	magic "MKVMVCC\x02"
 //	rev, compact revision (-1 before the first compaction)
 //	records, each a tag byte and its fields, in this order:
-//	  'l' lease:   id, ttl, remaining         (ascending id)
+//	  'l' lease:   id, ttl, remaining, granted, renewed  (ascending id)
 //	  'b' base:    version                    (ascending key; the one version kept
 //	                                           below the compact revision, if any)
 //	  'e' event:   version                    (every other version, in write order)
@@ -27,7 +27,7 @@ import (
 // A version is: key length (uvarint), key, value length (uvarint), value,
 // mod, create, version, lease. The log of events is written as is, so a
 // restored store replays history in the original write order.
-const snapMagic = "MKVMVCC\x01"
+const snapMagic = "MKVMVCC\x02"
 
 const (
 	tagLease byte = 'l'
@@ -142,6 +142,8 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		e.varint(l.id)
 		e.varint(l.ttl)
 		e.varint(l.remaining)
+		e.varint(int64(l.granted))
+		e.varint(int64(l.renewed))
 		e.flushRecord()
 		return e.err == nil
 	})
@@ -376,11 +378,16 @@ func decodeSnapshot(r *bufio.Reader) (*state, error) {
 				return nil, corrupt("lease record out of order")
 			}
 			var l leaseRec
-			for _, p := range []*int64{&l.id, &l.ttl, &l.remaining} {
+			var granted, renewed int64
+			for _, p := range []*int64{&l.id, &l.ttl, &l.remaining, &granted, &renewed} {
 				if *p, err = d.varint(); err != nil {
 					return nil, err
 				}
 			}
+			if l.remaining < 0 || granted < 0 || renewed < 0 {
+				return nil, corrupt("lease %d: negative checkpoint or index", l.id)
+			}
+			l.granted, l.renewed = uint64(granted), uint64(renewed)
 			if l.id == 0 || (haveLease && l.id <= lastLease) {
 				return nil, corrupt("lease id %d out of order", l.id)
 			}

@@ -21,7 +21,7 @@ func richStore(t *testing.T) *Store {
 	t.Helper()
 	s := New()
 	for _, id := range []int64{5, -3, 9} {
-		if err := s.LeaseGrant(id, 60); err != nil {
+		if err := s.LeaseGrant(id, 60, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -253,9 +253,13 @@ func TestRestoreRejectsInconsistentInput(t *testing.T) {
 		}
 		return b
 	}
-	lease := func(id, ttl, rem int64) []byte {
+	lease := func(id, ttl, rem int64, idx ...int64) []byte {
 		b := []byte{tagLease}
-		for _, x := range []int64{id, ttl, rem} {
+		granted, renewed := int64(0), int64(0)
+		if len(idx) == 2 {
+			granted, renewed = idx[0], idx[1]
+		}
+		for _, x := range []int64{id, ttl, rem, granted, renewed} {
 			b = binary.AppendVarint(b, x)
 		}
 		return b
@@ -272,6 +276,9 @@ func TestRestoreRejectsInconsistentInput(t *testing.T) {
 		"unknown lease on key":     build(3, -1, version(tagEvent, "a", "1", 2, 2, 1, 7)),
 		"leases out of order":      build(3, -1, lease(2, 1, 0), lease(1, 1, 0)),
 		"lease id 0":               build(3, -1, lease(0, 1, 0)),
+		"negative checkpoint":      build(3, -1, lease(1, 1, -5)),
+		"negative grant index":     build(3, -1, lease(1, 1, 0, -1, 0)),
+		"negative renewal index":   build(3, -1, lease(1, 1, 0, 0, -7)),
 		"lease after events":       build(3, -1, version(tagEvent, "a", "1", 2, 2, 1, 0), lease(1, 1, 0)),
 		"base after events":        build(5, 4, version(tagEvent, "a", "1", 4, 4, 1, 0), version(tagBase, "b", "1", 2, 2, 1, 0)),
 		"base keys out of order":   build(5, 4, version(tagBase, "b", "1", 2, 2, 1, 0), version(tagBase, "a", "1", 3, 3, 1, 0)),

@@ -57,7 +57,9 @@ func histLess(a, b hist) bool { return string(a.key) < string(b.key) }
 type leaseRec struct {
 	id        int64
 	ttl       int64
-	remaining int64 // last checkpointed remaining TTL, 0 if none
+	remaining int64  // last checkpointed remaining TTL in seconds, 0 if none since the grant or the last renewal
+	granted   uint64 // log index of the grant (0: unknown, e.g. loaded from another store)
+	renewed   uint64 // log index of the last renewal (0: never renewed)
 }
 
 func leaseLess(a, b leaseRec) bool { return a.id < b.id }

@@ -119,7 +119,7 @@ func TestCheckTxnDefaultLimit(t *testing.T) {
 
 func TestTxnCompare(t *testing.T) {
 	s := New()
-	if err := s.LeaseGrant(7, 10); err != nil {
+	if err := s.LeaseGrant(7, 10, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustPut(t, s, "k", "b")               // 2
@@ -425,7 +425,7 @@ func TestTxnReadOnly(t *testing.T) {
 // not reachable through the public API, whose checks run before any write).
 func TestRollback(t *testing.T) {
 	s := New()
-	if err := s.LeaseGrant(1, 10); err != nil {
+	if err := s.LeaseGrant(1, 10, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustPut(t, s, "a", "1", withLease(1))
