@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build dist run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short clean
+.PHONY: help build dist run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short chaos-baseline clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,12 +55,23 @@ bench-compare: ## meshkv vs a 3-member etcd 3.7.3 on this machine, markdown on s
 soak: ## soak benchmark: Put/Delete churn on 3 nodes, RSS and raft log length over time (MESHKV_SOAK_DURATION)
 	$(GO) test -run='^$$' -bench=BenchmarkSoakChurn -benchtime=1x -v .
 
-chaos: build ## every chaos scenario against a real multi-process cluster (about 5 minutes)
+chaos: build ## every chaos scenario, behind proxies and then with kernel-level faults in network namespaces (root; about 25 minutes)
 	$(GO) run ./chaos run all --bin $(BIN)/meshkv --out chaos-out
+	$(GO) run ./chaos run all --net netns --bin $(BIN)/meshkv --out chaos-out
 
-chaos-short: build ## the quick chaos suite CI runs, incl. a silent non-transitive cut and the checkers' self-test
+chaos-short: build ## the quick chaos suite CI runs (proxy, then a moving and a one-way cut in namespaces), and the checkers' self-test
 	$(GO) run ./chaos run short --bin $(BIN)/meshkv --out chaos-out
+	$(GO) run ./chaos run short-netns --net netns --bin $(BIN)/meshkv --out chaos-out
 	$(GO) run ./chaos selftest --bin $(BIN)/meshkv --out chaos-out
+
+chaos-baseline: build ## availability tables, meshkv vs etcd: kernel-level faults and the 5-member literature scenarios (plain and with a follower's CPU starved), 3 runs each (root; about 90 minutes)
+	$(GO) run ./chaos build-etcd --out-bin $(BIN)
+	rc=0; for flavor in meshkv etcd; do \
+	  args="--net netns --flavor $$flavor --bin $(BIN)/meshkv --etcd-bin $(BIN)/etcd --repeat 3 --out chaos-out"; \
+	  $(GO) run ./chaos run kernel $$args || rc=$$?; \
+	  $(GO) run ./chaos run literature $$args || rc=$$?; \
+	  $(GO) run ./chaos run literature $$args --starve follower || rc=$$?; \
+	done; exit $$rc
 
 proto: ## regenerate the Lock and Election protos in api/ (needs protoc)
 	./api/gen.sh

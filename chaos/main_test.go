@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshkv/meshkv/chaos/check"
 	"github.com/meshkv/meshkv/chaos/scenario"
@@ -26,6 +29,21 @@ func TestParseFlagsAnywhere(t *testing.T) {
 	if !f.seedSet || f.seed != 7 || !f.keep || f.hold.String() != "2s" {
 		t.Errorf("flags = %+v", f)
 	}
+	f = flags{}
+	if _, err := parse(newFlagSet(&f, &bytes.Buffer{}), []string{"run", "quorum-loss", "--net", "netns", "--flavor", "etcd",
+		"--etcd-bin", "/x/etcd", "--repeat", "3", "--starve", "leader", "--starve-method", "pin"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.net != "netns" || f.flavor != "etcd" || f.etcdBin != "/x/etcd" || f.repeat != 3 || f.starve != "leader" || f.starveMethod != "pin" {
+		t.Errorf("flags = %+v", f)
+	}
+	f = flags{}
+	if _, err := parse(newFlagSet(&f, &bytes.Buffer{}), []string{"run", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.net != "proxy" || f.flavor != "meshkv" || f.repeat != 1 || f.starveMethod != "quota" {
+		t.Errorf("defaults = %+v", f)
+	}
 	if _, err := parse(newFlagSet(&f, &bytes.Buffer{}), []string{"run", "--seed", "x"}); err == nil {
 		t.Error("bad seed accepted")
 	}
@@ -42,6 +60,20 @@ func TestSelectScenarios(t *testing.T) {
 	if all, _ := selectScenarios([]string{"all"}); len(all) != len(scenario.All()) {
 		t.Errorf("all selected %d of %d", len(all), len(scenario.All()))
 	}
+	for suite, want := range map[string]int{"short-netns": 2, "literature": 5, "kernel": 7} {
+		got, err := selectScenarios([]string{suite})
+		if err != nil || len(got) != want {
+			t.Errorf("%s: %d scenarios, %v; want %d", suite, len(got), err, want)
+		}
+	}
+	netnsShort, _ := selectScenarios([]string{"short-netns"})
+	var names []string
+	for _, s := range netnsShort {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "one-way-leader,moving-cut" {
+		t.Errorf("short-netns = %v, want a one-way cut and the moving cut", names)
+	}
 	for _, bad := range [][]string{nil, {"no-such-scenario"}} {
 		if _, err := selectScenarios(bad); err == nil {
 			t.Errorf("selectScenarios(%q): no error", bad)
@@ -50,7 +82,10 @@ func TestSelectScenarios(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"frobnicate"}, {"run"}, {"run", "nope"}, {"selftest", "extra"}, {"--no-such-flag"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"run"}, {"run", "nope"}, {"selftest", "extra"}, {"--no-such-flag"},
+		{"run", "bridge", "--flavor", "etcd"}, {"run", "bridge", "--net", "tc"}, {"run", "bridge", "--flavor", "consul", "--net", "netns"},
+		{"run", "bridge", "--repeat", "0"}, {"run", "bridge", "--starve", "everyone"}, {"run", "bridge", "--starve-method", "nice"},
+		{"selftest", "--flavor", "etcd", "--net", "netns"}, {"build-etcd", "extra"}} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitUsage {
 			t.Errorf("run(%q) = %d, want %d (usage)", args, code, exitUsage)
@@ -123,5 +158,59 @@ func TestPackageDocs(t *testing.T) {
 		if !documented[dir] {
 			t.Errorf("package in %s has no doc comment", dir)
 		}
+	}
+}
+
+// TestTable reads reports saved with --json back and prints them as one
+// markdown table, runs of a scenario together whatever file they came from.
+func TestTable(t *testing.T) {
+	mk := func(sc, flavor string, seed int64, gap time.Duration) *scenario.Report {
+		return &scenario.Report{Scenario: sc, Flavor: flavor, Net: "netns", Seed: seed, ElectionTimeout: time.Second,
+			Faults: []scenario.FaultReport{{Name: "f", MemberCounted: true, WorstMemberGap: gap}}, MedianGap: gap,
+			MemberGaps:       []scenario.MemberGap{{Member: "n1", Counted: true, Len: gap}},
+			LongestMemberGap: gap, Target: &scenario.Target{MaxGapET: 2},
+			Checks: []check.Result{{Check: "linearizable", Status: check.Pass}, {Check: "watch", Status: check.Fail}}}
+	}
+	dir := t.TempDir()
+	write := func(name string, reps ...*scenario.Report) string {
+		b, err := json.Marshal(reps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("meshkv.json", mk("chained", "meshkv", 1, 8600*time.Millisecond), mk("quorum-loss", "meshkv", 2, 900*time.Millisecond))
+	b := write("etcd.json", mk("chained", "etcd", 1, 3*time.Second))
+	var out bytes.Buffer
+	if code := run([]string{"table", a, b}, &out, &bytes.Buffer{}); code != exitOK {
+		t.Fatalf("table exit %d", code)
+	}
+	got := out.String()
+	iMeshkv := strings.Index(got, "| chained | meshkv |")
+	iEtcd := strings.Index(got, "| chained | etcd |")
+	iQuorum := strings.Index(got, "| quorum-loss | meshkv |")
+	if iMeshkv < 0 || iEtcd < iMeshkv || iQuorum < iEtcd {
+		t.Errorf("rows out of order (chained meshkv, chained etcd, quorum-loss):\n%s", got)
+	}
+	for _, want := range []string{"| 8.60 |", "missed (8.6 ET)", "met (0.9 ET)", "| ok | ", "| FAIL |"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	out.Reset()
+	if code := run([]string{"table", "--summary", a, b}, &out, &bytes.Buffer{}); code != exitOK || strings.Count(out.String(), "\n") != 5 {
+		t.Errorf("summary (exit %d): want a header, a separator and 3 rows:\n%s", code, out.String())
+	}
+	if code := run([]string{"table"}, &out, &bytes.Buffer{}); code != exitUsage {
+		t.Errorf("table without files: exit %d", code)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte("{"), 0o644)
+	if code := run([]string{"table", bad}, &out, &bytes.Buffer{}); code != exitError {
+		t.Errorf("table of a bad file: exit %d", code)
 	}
 }

@@ -49,3 +49,33 @@ func LongestGap(successes []time.Duration, w Window) Gap {
 	}
 	return longest
 }
+
+// LongestGapIn is the longest stretch without a success inside any of the
+// windows, each window measured on its own as in LongestGap (a stretch
+// never spans the time between two windows). No windows: no gap.
+func LongestGapIn(successes []time.Duration, ws []Window) Gap {
+	s := slices.Clone(successes)
+	slices.Sort(s)
+	var longest Gap
+	for _, w := range ws {
+		if g := LongestGap(s, w); g.Len() > longest.Len() {
+			longest = g
+		}
+	}
+	return longest
+}
+
+// Median is the median of ds (the mean of the two middle values for an
+// even count); zero for none.
+func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}

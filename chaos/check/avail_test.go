@@ -35,3 +35,30 @@ func TestLongestGap(t *testing.T) {
 		t.Errorf("start gap = %+v, want 100ms..150ms", g)
 	}
 }
+
+func TestLongestGapInAndMedian(t *testing.T) {
+	succ := []time.Duration{150 * ms, 120 * ms, 410 * ms}
+	ws := []Window{{Start: 100 * ms, End: 200 * ms}, {Start: 400 * ms, End: 600 * ms}}
+	// Windows: [100,120] [120,150] [150,200] and [400,410] [410,600]; the
+	// 200..400 stretch between the windows does not count.
+	g := LongestGapIn(succ, ws)
+	if g.Start != 410*ms || g.End != 600*ms {
+		t.Errorf("LongestGapIn = %+v, want 410ms..600ms", g)
+	}
+	if g := LongestGapIn(succ, nil); g.Len() != 0 {
+		t.Errorf("no windows: %+v", g)
+	}
+	for _, tc := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{3 * ms}, 3 * ms},
+		{[]time.Duration{9 * ms, 1 * ms, 5 * ms}, 5 * ms},
+		{[]time.Duration{4 * ms, 1 * ms, 2 * ms, 8 * ms}, 3 * ms},
+	} {
+		if got := Median(tc.in); got != tc.want {
+			t.Errorf("Median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -35,6 +35,17 @@ func (s Status) String() string {
 // MarshalText writes the status as its String form (for JSON reports).
 func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses the String form (reading saved reports back).
+func (s *Status) UnmarshalText(b []byte) error {
+	for _, c := range []Status{Pass, Fail, Inconclusive, Skip} {
+		if c.String() == string(b) {
+			*s = c
+			return nil
+		}
+	}
+	return fmt.Errorf("check: unknown status %q", b)
+}
+
 // maxViolations bounds how many violations a Result lists; the rest are
 // counted in Detail.
 const maxViolations = 20

@@ -2,20 +2,20 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -59,20 +59,27 @@ func (s State) String() string {
 type Node struct {
 	// Name is the member name (n1, n2, ...; replacements get new names).
 	Name string
-	// ClientURL is the etcd client endpoint, http://127.0.0.1:PORT.
+	// ClientURL is the etcd client endpoint: http://127.0.0.1:PORT in proxy
+	// mode, the member end of its client veth in netns mode.
 	ClientURL string
-	// MeshAddr is the node's own mesh listen address (other nodes reach it
-	// only through their proxies).
+	// MeshAddr is the node's own mesh (meshkv) or peer (etcd) listen
+	// address. In proxy mode other nodes reach it only through their
+	// proxies; in netns mode it is the node address in its namespace.
 	MeshAddr string
+	// Netns is the name of the node's network namespace (netns mode).
+	Netns string
 	// LogPath is the file receiving the process's output.
 	LogPath string
 
-	proc *process
-	cli  *clientv3.Client // control client, pinned to this node
+	netns string // path of the namespace, for starting the process
+	proc  *process
+	cli   *clientv3.Client // control client, pinned to this node
 
-	mu     sync.Mutex
-	id     uint64 // raft member id, learnt from the node's Status
-	killed bool
+	mu          sync.Mutex
+	id          uint64 // raft member id, learnt from the node's Status
+	killed      bool
+	starved     *starvation
+	starveStats StarveStats // of the last starvation that ended
 }
 
 // PID is the process id.
@@ -100,49 +107,64 @@ func (n *Node) State() State {
 	return Running
 }
 
-// Cluster is a running set of meshkv processes and the proxies between them.
-// Its methods are safe for concurrent use.
+// Cluster is a running set of server processes and the network between
+// them. Its methods are safe for concurrent use.
 type Cluster struct {
 	cfg    Config
 	log    *slog.Logger
 	dir    string
 	ownDir bool
-	links  *links
+	fab    fabric
 	sp     *spawner
 	wg     sync.WaitGroup // process waiters
 
-	mu     sync.Mutex
-	nodes  []*Node
-	next   int // number of the next node name
-	closed bool
-	ports  map[int]bool
+	owner    owner  // this process, in the names of namespaces and cgroups
+	run      int    // random per cluster, ditto
+	secret   string // per-cluster random: meshkv's mesh password, etcd's cluster token
+	password string // file holding the mesh password (meshkv)
+	dataDir  string // etcd data directories, removed by Close
+	initial  string // etcd's --initial-cluster
+
+	mu      sync.Mutex
+	nodes   []*Node
+	next    int // number of the next node name
+	closed  bool
+	blocked blockState
+	topos   []Topology
 }
 
-// Start launches cfg.Nodes meshkv processes that form one cluster, and waits
-// (bounded by ctx) until they have a leader agreed by all of them and the
-// expected number of voters. On error every started process is stopped.
+// Start launches cfg.Nodes server processes that form one cluster, and
+// waits (bounded by ctx) until they have a leader agreed by all of them and
+// the expected number of voters. On error every started process, namespace
+// and temporary file is removed. In netns mode on a machine that cannot
+// create namespaces, the error wraps ErrNetnsUnavailable.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Cluster{cfg: cfg, log: cfg.Logger, links: newLinks(), ports: map[int]bool{}, next: 1}
-	if cfg.Dir == "" {
-		d, err := os.MkdirTemp("", "meshkv-chaos-")
+	o, err := selfOwner()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, next: 1, blocked: blockState{}, owner: o, run: mrand.IntN(36 * 36 * 36)}
+	switch cfg.Net {
+	case Netns:
+		f, err := newNSFabric(cfg.Logger, c.owner, c.run)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
+			return nil, err
 		}
-		c.dir, c.ownDir = d, true
-	} else {
-		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
-		c.dir = cfg.Dir
+		c.fab = f
+	default:
+		c.fab = newProxyFabric()
 	}
 	c.sp = newSpawner()
+	if err := c.prepare(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 
-	// Allocate every address first: each node's --peers are its proxies,
-	// and each proxy needs its target's mesh address.
+	// Place every node first: each node's command line names its peers.
 	planned := make([]*Node, cfg.Nodes)
 	for i := range planned {
 		n, err := c.plan()
@@ -152,12 +174,24 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		planned[i] = n
 	}
+	if cfg.Flavor == Etcd {
+		names, addrs := make([]string, len(planned)), make([]string, len(planned))
+		for i, n := range planned {
+			names[i], addrs[i] = n.Name, n.MeshAddr
+		}
+		var err error
+		if c.initial, err = initialCluster(names, addrs); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
 	for _, n := range planned {
 		if err := c.launch(n, planned); err != nil {
 			_ = c.Close()
 			return nil, err
 		}
 	}
+	c.record()
 	if err := c.waitFormed(ctx, planned); err != nil {
 		_ = c.Close()
 		return nil, err
@@ -165,78 +199,97 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// plan names a new node and picks its ports.
+// prepare creates the log directory, the per-cluster secret and the files
+// that depend on it.
+func (c *Cluster) prepare() error {
+	if c.cfg.Dir == "" {
+		d, err := os.MkdirTemp("", "meshkv-chaos-")
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		c.dir, c.ownDir = d, true
+	} else {
+		if err := os.MkdirAll(c.cfg.Dir, 0o755); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		c.dir = c.cfg.Dir
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("cluster: random secret: %w", err)
+	}
+	c.secret = hex.EncodeToString(b)
+	switch c.cfg.Flavor {
+	case Meshkv:
+		// Random per cluster, outside the log directory (which a failed
+		// run keeps), readable by root only.
+		f, err := os.CreateTemp("", "meshkv-chaos-password-")
+		if err != nil {
+			return fmt.Errorf("cluster: mesh password file: %w", err)
+		}
+		c.password = f.Name()
+		_, werr := f.WriteString(c.secret + "\n")
+		if err := errors.Join(werr, f.Chmod(0o600), f.Close()); err != nil {
+			return fmt.Errorf("cluster: mesh password file: %w", err)
+		}
+	case Etcd:
+		d, err := os.MkdirTemp("", "meshkv-chaos-etcd-")
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		c.dataDir = d
+	}
+	return nil
+}
+
+// plan names a new node and places it on the fabric.
 func (c *Cluster) plan() (*Node, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
-	}
-	clientPort, err := c.freePort()
-	if err != nil {
-		return nil, err
-	}
-	meshPort, err := c.freePort()
-	if err != nil {
-		return nil, err
 	}
 	name := "n" + strconv.Itoa(c.next)
 	c.next++
+	c.mu.Unlock()
+	p, err := c.fab.place(name)
+	if err != nil {
+		return nil, err
+	}
 	return &Node{
 		Name:      name,
-		ClientURL: "http://127.0.0.1:" + strconv.Itoa(clientPort),
-		MeshAddr:  "127.0.0.1:" + strconv.Itoa(meshPort),
+		ClientURL: p.clientURL,
+		MeshAddr:  p.peerAddr,
+		Netns:     p.nsName,
 		LogPath:   filepath.Join(c.dir, name+".log"),
+		netns:     p.netns,
 	}, nil
 }
 
-// freePort finds a loopback port nobody listens on and that this cluster has
-// not handed out yet. Called with c.mu held.
-func (c *Cluster) freePort() (int, error) {
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("cluster: find a free port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		if !c.ports[port] {
-			c.ports[port] = true
-			return port, nil
-		}
-	}
-	return 0, errors.New("cluster: no free port found")
-}
-
-// launch creates n's proxies to every peer in peers and starts its process.
+// launch connects n to every peer in peers on the fabric and starts its
+// process.
 func (c *Cluster) launch(n *Node, peers []*Node) error {
 	var addrs []string
 	for _, p := range peers {
 		if p == n {
 			continue
 		}
-		addr, err := c.links.add(n.Name, p.Name, p.MeshAddr)
+		addr, err := c.fab.connect(n.Name, p.Name)
 		if err != nil {
 			return err
 		}
 		addrs = append(addrs, addr)
 	}
-	args := []string{
-		"--name", n.Name,
-		"--listen-client-urls", n.ClientURL,
-		"--mesh-listen", n.MeshAddr,
-		"--peers", strings.Join(addrs, ","),
-		"--peer-discovery=false",
-		"--initial-cluster-size", strconv.Itoa(c.cfg.Nodes),
-		"--cluster-name", c.cfg.ClusterName,
-		"--heartbeat-interval", strconv.FormatInt(c.cfg.Heartbeat.Milliseconds(), 10),
-		"--election-timeout", strconv.FormatInt(c.cfg.ElectionTimeout.Milliseconds(), 10),
-		"--log-level", c.cfg.LogLevel,
+	spec := memberSpec{name: n.Name, clientURL: n.ClientURL, peerAddr: n.MeshAddr, peers: addrs}
+	var args []string
+	switch c.cfg.Flavor {
+	case Etcd:
+		spec.initial = c.initial
+		spec.dataDir = etcdDataDir(c.dataDir, n.Name)
+		args = etcdArgs(c.cfg, spec, c.cfg.ClusterName+"-"+c.secret[:12])
+	default:
+		args = meshkvArgs(c.cfg, spec, c.password)
 	}
-	if c.cfg.TargetVoters != 0 {
-		args = append(args, "--target-voters", strconv.Itoa(c.cfg.TargetVoters))
-	}
-	args = append(args, c.cfg.ExtraArgs...)
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            []string{n.ClientURL},
 		Logger:               zap.NewNop(),
@@ -253,7 +306,7 @@ func (c *Cluster) launch(n *Node, peers []*Node) error {
 		_ = cli.Close()
 		return ErrClosed
 	}
-	proc, err := startProcess(c.sp, &c.wg, c.cfg.Binary, args, n.LogPath)
+	proc, err := startProcess(c.sp, &c.wg, c.cfg.Binary, args, n.netns, n.LogPath)
 	if err != nil {
 		c.mu.Unlock()
 		_ = cli.Close()
@@ -262,7 +315,7 @@ func (c *Cluster) launch(n *Node, peers []*Node) error {
 	n.proc = proc
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
-	c.log.Info("started node", "node", n.Name, "pid", proc.pid(), "client", n.ClientURL, "mesh", n.MeshAddr, "peers", addrs)
+	c.log.Info("started node", "node", n.Name, "flavor", c.cfg.Flavor, "pid", proc.pid(), "client", n.ClientURL, "peer", n.MeshAddr, "netns", n.Netns, "peers", addrs)
 	return nil
 }
 
@@ -293,6 +346,9 @@ func (c *Cluster) waitFormed(ctx context.Context, nodes []*Node) error {
 }
 
 func (c *Cluster) targetVoters() int {
+	if c.cfg.Flavor == Etcd {
+		return c.cfg.Nodes
+	}
 	if c.cfg.TargetVoters != 0 {
 		return c.cfg.TargetVoters
 	}
@@ -301,6 +357,20 @@ func (c *Cluster) targetVoters() int {
 
 // Dir is the directory holding the nodes' logs.
 func (c *Cluster) Dir() string { return c.dir }
+
+// Net is the cluster's network mode.
+func (c *Cluster) Net() Net { return c.cfg.Net }
+
+// Flavor is the server software the cluster runs.
+func (c *Cluster) Flavor() Flavor { return c.cfg.Flavor }
+
+// Timing is the raft heartbeat and election timeout the members run with.
+func (c *Cluster) Timing() (heartbeat, election time.Duration) {
+	return c.cfg.Heartbeat, c.cfg.ElectionTimeout
+}
+
+// Voters is how many voting members the cluster keeps.
+func (c *Cluster) Voters() int { return min(c.cfg.Nodes, c.targetVoters()) }
 
 // Nodes lists every node ever started, dead ones included, in start order.
 func (c *Cluster) Nodes() []*Node {
@@ -370,377 +440,10 @@ func (c *Cluster) checkOpen() error {
 	return nil
 }
 
-// Cut breaks the link between nodes a and b in both directions.
-func (c *Cluster) Cut(a, b string, kind Cut) error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	if err := c.links.cut(a, b, kind); err != nil {
-		return err
-	}
-	c.log.Info("cut link", "a", a, "b", b, "kind", kind)
-	return nil
-}
-
-// CutOneWay silently drops what node from sends to node to; the other
-// direction keeps working.
-func (c *Cluster) CutOneWay(from, to string) error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	if err := c.links.cutOneWay(from, to); err != nil {
-		return err
-	}
-	c.log.Info("cut link one way", "from", from, "to", to)
-	return nil
-}
-
-// Heal restores the link between a and b.
-func (c *Cluster) Heal(a, b string) error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	if err := c.links.heal(a, b); err != nil {
-		return err
-	}
-	c.log.Info("healed link", "a", a, "b", b)
-	return nil
-}
-
-// HealAll restores every link.
-func (c *Cluster) HealAll() error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	if err := c.links.healAll(); err != nil {
-		return err
-	}
-	c.log.Info("healed all links")
-	return nil
-}
-
-// Partition cuts every link between nodes of different groups. Links inside
-// a group, and links of nodes in no group, are left as they are.
-func (c *Cluster) Partition(kind Cut, groups ...[]string) error {
-	for i, g := range groups {
-		for _, h := range groups[i+1:] {
-			for _, a := range g {
-				for _, b := range h {
-					if err := c.links.cut(a, b, kind); err != nil && !errors.Is(err, ErrNoLink) {
-						return err
-					}
-				}
-			}
-		}
-	}
-	c.log.Info("partitioned", "groups", groups, "kind", kind)
-	return nil
-}
-
-// Isolate cuts every link of node name.
-func (c *Cluster) Isolate(name string, kind Cut) error {
-	peers := c.links.peersOf(name)
-	if len(peers) == 0 {
-		return fmt.Errorf("%w: %q has no links", ErrUnknownNode, name)
-	}
-	return c.Partition(kind, []string{name}, peers)
-}
-
-// Connected reports whether a and b have an open proxied connection and
-// their link is not cut.
-func (c *Cluster) Connected(a, b string) bool { return c.links.connected(a, b) }
-
-// Cuts describes the links cut now, as "a-b: kind".
-func (c *Cluster) Cuts() []string { return c.links.cuts() }
-
-// Kill sends SIGKILL to node name and waits until it is gone.
-func (c *Cluster) Kill(name string) error {
-	n, err := c.Node(name)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.killed = true
-	n.mu.Unlock()
-	if err := n.proc.kill(); err != nil {
-		return err
-	}
-	c.log.Info("killed node", "node", name, "pid", n.PID())
-	return nil
-}
-
-// Pause stops node name with SIGSTOP.
-func (c *Cluster) Pause(name string) error {
-	n, err := c.Node(name)
-	if err != nil {
-		return err
-	}
-	if err := n.proc.pause(); err != nil {
-		return err
-	}
-	c.log.Info("paused node", "node", name, "pid", n.PID())
-	return nil
-}
-
-// Resume continues a paused node with SIGCONT.
-func (c *Cluster) Resume(name string) error {
-	n, err := c.Node(name)
-	if err != nil {
-		return err
-	}
-	if err := n.proc.resume(); err != nil {
-		return err
-	}
-	c.log.Info("resumed node", "node", name, "pid", n.PID())
-	return nil
-}
-
-// AddNode starts a fresh node (new name, empty store) that reaches every
-// node that is not dead through new proxies, and waits (bounded by ctx) until
-// it answers Status, which it does once it has joined the cluster.
-func (c *Cluster) AddNode(ctx context.Context) (*Node, error) {
-	n, err := c.plan()
-	if err != nil {
-		return nil, err
-	}
-	peers := append(c.Alive(), n)
-	if err := c.launch(n, peers); err != nil {
-		return nil, err
-	}
-	err = poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		if n.proc.exited() {
-			return false, fmt.Errorf("%w: %s (%v); log tail:\n%s", ErrExited, n.Name, n.proc.exitErr(), tail(n.LogPath, 15))
-		}
-		_, err := c.statusOf(ctx, n)
-		return err == nil, nil
-	})
-	if err != nil {
-		return n, fmt.Errorf("cluster: new node %s did not join: %w", n.Name, err)
-	}
-	c.log.Info("node joined", "node", n.Name, "id", fmt.Sprintf("%x", n.ID()))
-	return n, nil
-}
-
-// Status asks node name for its Maintenance status.
-func (c *Cluster) Status(ctx context.Context, name string) (*pb.StatusResponse, error) {
-	n, err := c.Node(name)
-	if err != nil {
-		return nil, err
-	}
-	return c.statusOf(ctx, n)
-}
-
-// statusTimeout bounds one Status call: a cut or paused node must not hold up
-// a poll.
-const statusTimeout = 500 * time.Millisecond
-
-func (c *Cluster) statusOf(ctx context.Context, n *Node) (*pb.StatusResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
-	defer cancel()
-	resp, err := pb.NewMaintenanceClient(n.cli.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: status of %s: %w", n.Name, err)
-	}
-	if resp.Header != nil && resp.Header.MemberId != 0 {
-		n.mu.Lock()
-		n.id = resp.Header.MemberId
-		n.mu.Unlock()
-	}
-	return resp, nil
-}
-
-// statuses asks every running node for its status, in parallel.
-func (c *Cluster) statuses(ctx context.Context) map[*Node]*pb.StatusResponse {
-	nodes := c.Running()
-	out := make(map[*Node]*pb.StatusResponse, len(nodes))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() {
-			if s, err := c.statusOf(ctx, n); err == nil {
-				mu.Lock()
-				out[n] = s
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return out
-}
-
-// byID finds a node by raft member id.
-func (c *Cluster) byID(id uint64) *Node {
-	for _, n := range c.Nodes() {
-		if n.ID() == id && id != 0 {
-			return n
-		}
-	}
-	return nil
-}
-
-// Leader is the node that claims leadership with the highest term and is
-// named leader by a majority of the nodes that are not dead.
-func (c *Cluster) Leader(ctx context.Context) (*Node, error) {
-	st := c.statuses(ctx)
-	var best *Node
-	var bestTerm uint64
-	for n, s := range st {
-		if s.Leader != 0 && s.Leader == n.ID() && (best == nil || s.RaftTerm > bestTerm) {
-			best, bestTerm = n, s.RaftTerm
-		}
-	}
-	if best == nil {
-		return nil, ErrNoLeader
-	}
-	votes := 0
-	for _, s := range st {
-		if s.Leader == best.ID() {
-			votes++
-		}
-	}
-	if alive := len(c.Alive()); votes <= alive/2 {
-		return nil, fmt.Errorf("%w: %s claims it with %d of %d nodes", ErrNoLeader, best.Name, votes, alive)
-	}
-	return best, nil
-}
-
-// WaitLeader polls until Leader succeeds or ctx ends.
-func (c *Cluster) WaitLeader(ctx context.Context) (*Node, error) {
-	var leader *Node
-	err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		l, err := c.Leader(ctx)
-		leader = l
-		return err == nil, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: waiting for a leader: %w", err)
-	}
-	return leader, nil
-}
-
-// Members lists the raft members, as a running node reports them.
-func (c *Cluster) Members(ctx context.Context) ([]*pb.Member, error) {
-	var last error = ErrNoLeader
-	for _, n := range c.Running() {
-		cctx, cancel := context.WithTimeout(ctx, statusTimeout)
-		resp, err := n.cli.MemberList(cctx)
-		cancel()
-		if err == nil {
-			return resp.Members, nil
-		}
-		last = err
-	}
-	return nil, fmt.Errorf("cluster: member list: %w", last)
-}
-
-func (c *Cluster) memberCounts(ctx context.Context) (voters, learners int, err error) {
-	ms, err := c.Members(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, m := range ms {
-		if m.IsLearner {
-			learners++
-		} else {
-			voters++
-		}
-	}
-	return voters, learners, nil
-}
-
-// WaitHealthy waits until every running node agrees on one leader, every
-// running node has applied what the leader had committed when the wait
-// began, and a linearizable read through every running voter succeeds.
-func (c *Cluster) WaitHealthy(ctx context.Context) error {
-	var target uint64
-	var why string
-	err := poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		if err := c.checkOpen(); err != nil {
-			return false, err
-		}
-		st := c.statuses(ctx)
-		running := c.Running()
-		if len(st) < len(running) {
-			why = fmt.Sprintf("%d of %d running nodes answer Status", len(st), len(running))
-			return false, nil
-		}
-		leader, err := c.Leader(ctx)
-		if err != nil {
-			why = err.Error()
-			return false, nil
-		}
-		for n, s := range st {
-			if s.Leader != leader.ID() {
-				why = fmt.Sprintf("%s follows %x, not %s", n.Name, s.Leader, leader.Name)
-				return false, nil
-			}
-		}
-		if target == 0 {
-			if s := st[leader]; s != nil {
-				target = s.RaftIndex
-			}
-			why = "sampling the leader's commit index"
-			return false, nil
-		}
-		for n, s := range st {
-			if s.RaftAppliedIndex < target {
-				why = fmt.Sprintf("%s applied %d of %d", n.Name, s.RaftAppliedIndex, target)
-				return false, nil
-			}
-		}
-		for n, s := range st {
-			if s.IsLearner {
-				continue
-			}
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := n.cli.Get(rctx, "chaos-health")
-			cancel()
-			if err != nil {
-				why = fmt.Sprintf("linearizable read through %s: %v", n.Name, err)
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: not healthy (%s): %w", why, err)
-	}
-	return nil
-}
-
-// DumpStacks makes every node that is not dead write its goroutine stacks to
-// its log (SIGQUIT: the Go runtime prints every goroutine and exits; paused
-// nodes are continued first) and waits, bounded by ctx, for them to exit. It
-// is for diagnosing a cluster that stopped answering: the nodes are dead
-// afterwards.
-func (c *Cluster) DumpStacks(ctx context.Context) error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	var errs []error
-	nodes := c.Alive()
-	for _, n := range nodes {
-		if n.proc.isPaused() {
-			_ = n.proc.resume()
-		}
-		if err := n.proc.signal(syscall.SIGQUIT); err != nil && !errors.Is(err, ErrNotRunning) {
-			errs = append(errs, err)
-		}
-	}
-	for _, n := range nodes {
-		select {
-		case <-n.proc.donec:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("cluster: %s did not exit after SIGQUIT: %w", n.Name, ctx.Err()))
-		}
-	}
-	c.log.Info("dumped goroutine stacks into the node logs", "nodes", Names(nodes))
-	return errors.Join(errs...)
-}
-
-// Close kills every process by PID (paused ones too), closes the proxies and
-// the control clients, and removes the log directory if Start created it. It
-// is idempotent.
+// Close ends every starvation, kills every process by PID (paused ones too),
+// closes the control clients, removes the network (proxies, or namespaces
+// and veths), the password file and etcd's data, and the log directory if
+// Start created it. It is idempotent.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -754,6 +457,7 @@ func (c *Cluster) Close() error {
 
 	var errs []error
 	for _, n := range nodes {
+		errs = append(errs, c.unstarve(n))
 		if err := n.proc.kill(); err != nil {
 			errs = append(errs, err)
 		}
@@ -765,8 +469,16 @@ func (c *Cluster) Close() error {
 	if c.sp != nil {
 		c.sp.close()
 	}
-	errs = append(errs, c.links.close())
-	if c.ownDir {
+	if c.fab != nil {
+		errs = append(errs, c.fab.close())
+	}
+	if c.password != "" {
+		errs = append(errs, os.Remove(c.password))
+	}
+	if c.dataDir != "" {
+		errs = append(errs, os.RemoveAll(c.dataDir))
+	}
+	if c.ownDir && c.dir != "" {
 		errs = append(errs, os.RemoveAll(c.dir))
 	}
 	c.log.Info("cluster stopped", "nodes", len(nodes))

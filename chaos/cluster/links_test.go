@@ -238,7 +238,7 @@ func TestOneWayCut(t *testing.T) {
 
 func TestPartitionAndIsolate(t *testing.T) {
 	tp := newTopology(t)
-	c := &Cluster{links: tp.links, log: slog.New(slog.DiscardHandler)}
+	c := &Cluster{fab: &proxyFabric{links: tp.links}, log: slog.New(slog.DiscardHandler), blocked: blockState{}}
 	if err := c.Partition(Silent, []string{"a"}, []string{"b", "c"}); err != nil {
 		t.Fatal(err)
 	}

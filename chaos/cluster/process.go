@@ -27,7 +27,9 @@ type process struct {
 // spawner starts processes from one goroutine locked to its OS thread, so the
 // parent-death signal (delivered when the thread that started a child exits)
 // fires only when the cluster is done with the thread, never because the Go
-// runtime retired an idle thread.
+// runtime retired an idle thread. The same thread starts children inside a
+// network namespace: it enters the namespace (setns), forks, and returns to
+// its own; a child inherits the namespace of the thread that forked it.
 type spawner struct {
 	reqc  chan spawnReq
 	quitc chan struct{}
@@ -37,8 +39,13 @@ type spawner struct {
 
 type spawnReq struct {
 	cmd   *exec.Cmd
+	netns string // path of the namespace to start cmd in; "" for the spawner's own
 	replc chan error
 }
+
+// errSpawnerBroken is returned once the spawner's thread could not return
+// to its own namespace: it starts nothing more.
+var errSpawnerBroken = errors.New("cluster: the spawner thread is stuck in another network namespace")
 
 func newSpawner() *spawner {
 	s := &spawner{reqc: make(chan spawnReq), quitc: make(chan struct{})}
@@ -47,10 +54,35 @@ func newSpawner() *spawner {
 		// The goroutine exits locked: its thread is then destroyed, which is
 		// what the children's parent-death signal watches. By then Close
 		// has killed them.
+		var home *os.File // the thread's own namespace, opened on first use
+		defer func() {
+			if home != nil {
+				_ = home.Close()
+			}
+		}()
+		broken := false
 		for {
 			select {
 			case r := <-s.reqc:
-				r.replc <- r.cmd.Start()
+				if r.netns == "" {
+					r.replc <- r.cmd.Start()
+					continue
+				}
+				if broken {
+					r.replc <- errSpawnerBroken
+					continue
+				}
+				if home == nil {
+					f, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()))
+					if err != nil {
+						r.replc <- fmt.Errorf("cluster: own network namespace: %w", err)
+						continue
+					}
+					home = f
+				}
+				var err error
+				broken, err = startIn(r.cmd, r.netns, home)
+				r.replc <- err
 			case <-s.quitc:
 				return
 			}
@@ -59,9 +91,41 @@ func newSpawner() *spawner {
 	return s
 }
 
-// start starts cmd on the spawner's thread.
-func (s *spawner) start(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, replc: make(chan error, 1)}
+// startIn starts cmd inside the network namespace at path and returns the
+// calling thread to home. broken reports that the return failed.
+func startIn(cmd *exec.Cmd, path string, home *os.File) (broken bool, err error) {
+	ns, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("cluster: network namespace: %w", err)
+	}
+	defer ns.Close()
+	if err := setns(ns); err != nil {
+		return false, fmt.Errorf("cluster: entering %s: %w", path, err)
+	}
+	startErr := cmd.Start()
+	if err := setns(home); err != nil {
+		return true, errors.Join(startErr, fmt.Errorf("%w: %v", errSpawnerBroken, err))
+	}
+	return false, startErr
+}
+
+// setns moves the calling thread into the network namespace f refers to.
+func setns(f *os.File) error {
+	if sysSetns < 0 {
+		return syscall.ENOSYS
+	}
+	num := sysSetns
+	_, _, e := syscall.RawSyscall(uintptr(num), f.Fd(), syscall.CLONE_NEWNET, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// start starts cmd on the spawner's thread, inside the network namespace at
+// path netns ("" for the spawner's own).
+func (s *spawner) start(cmd *exec.Cmd, netns string) error {
+	r := spawnReq{cmd: cmd, netns: netns, replc: make(chan error, 1)}
 	select {
 	case s.reqc <- r:
 		return <-r.replc
@@ -75,9 +139,10 @@ func (s *spawner) close() {
 	s.wg.Wait()
 }
 
-// startProcess runs binary with args, its output appended to logPath, and
-// reaps it on a goroutine owned by wg.
-func startProcess(sp *spawner, wg *sync.WaitGroup, binary string, args []string, logPath string) (*process, error) {
+// startProcess runs binary with args inside the network namespace at path
+// netns ("" for the caller's), its output appended to logPath, and reaps it
+// on a goroutine owned by wg.
+func startProcess(sp *spawner, wg *sync.WaitGroup, binary string, args []string, netns, logPath string) (*process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: log file: %w", err)
@@ -86,7 +151,7 @@ func startProcess(sp *spawner, wg *sync.WaitGroup, binary string, args []string,
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := sp.start(cmd); err != nil {
+	if err := sp.start(cmd, netns); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("cluster: start %s: %w", binary, err)
 	}

@@ -41,7 +41,7 @@ func TestProcessPauseResumeKill(t *testing.T) {
 	sp := newSpawner()
 	var wg sync.WaitGroup
 	t.Cleanup(func() { wg.Wait(); sp.close() })
-	p, err := startProcess(sp, &wg, sleepBinary(t), []string{"60"}, filepath.Join(t.TempDir(), "log"))
+	p, err := startProcess(sp, &wg, sleepBinary(t), []string{"60"}, "", filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestProcessExitIsNoticed(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { wg.Wait(); sp.close() })
 	log := filepath.Join(t.TempDir(), "log")
-	p, err := startProcess(sp, &wg, sleepBinary(t), []string{"--no-such-flag"}, log)
+	p, err := startProcess(sp, &wg, sleepBinary(t), []string{"--no-such-flag"}, "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +91,11 @@ func TestProcessExitIsNoticed(t *testing.T) {
 	if tail(log, 5) == "" {
 		t.Error("the process's output did not reach its log")
 	}
-	if _, err := startProcess(sp, &wg, "/nonexistent/meshkv", nil, log); err == nil {
+	if _, err := startProcess(sp, &wg, "/nonexistent/meshkv", nil, "", log); err == nil {
 		t.Error("starting a missing binary: no error")
 	}
 	sp.close()
-	if _, err := startProcess(sp, &wg, sleepBinary(t), []string{"1"}, log); !errors.Is(err, ErrClosed) {
+	if _, err := startProcess(sp, &wg, sleepBinary(t), []string{"1"}, "", log); !errors.Is(err, ErrClosed) {
 		t.Errorf("start after the spawner closed = %v, want ErrClosed", err)
 	}
 }

@@ -51,11 +51,42 @@ type FaultReport struct {
 	// the window (filled in after the run), and Gap where it was.
 	LongestGap time.Duration `json:"longest_gap"`
 	Gap        check.Gap     `json:"gap"`
+	// Until is the end of the fault's accounting span [Window.Start,
+	// Until]: when the cluster was found healthy after the heal (or gave up
+	// recovering), or, for a fault followed by another without waiting for
+	// recovery, when the next one started. Per-member gaps are measured
+	// over this span, so a slow recovery counts against the fault.
+	Until time.Duration `json:"until"`
+	// MemberGaps is every member's longest stretch without a successful
+	// write by its pinned client over the span (see MemberGap).
+	MemberGaps []MemberGap `json:"member_gaps,omitempty"`
+	// WorstMemberGap is the longest of MemberGaps; MemberCounted is false
+	// when no member could serve writes during the fault.
+	WorstMemberGap time.Duration `json:"worst_member_gap"`
+	MemberCounted  bool          `json:"member_counted"`
 	// Recovery is how long the cluster took, after the heal, to be healthy
 	// again (leader agreed, nodes caught up, reads through every node).
+	// Zero when the fault did not wait for recovery (Settle).
 	Recovery time.Duration `json:"recovery"`
 	// RecoveryErr is set when it did not recover in time.
 	RecoveryErr string `json:"recovery_err,omitempty"`
+	// Settled is set when the script went on after a fixed time instead of
+	// waiting for recovery.
+	Settled bool `json:"settled,omitempty"`
+}
+
+// FaultSpec describes one fault for Env.Play.
+type FaultSpec struct {
+	Name string
+	// Hold is how long the fault lasts between Inject and Heal (Inject
+	// itself may take time too, e.g. a flapping link).
+	Hold         time.Duration
+	Inject, Heal func() error
+	// Settle, when positive, is how long the script waits after the heal
+	// before it goes on, instead of waiting for the cluster to recover: the
+	// next fault then hits a cluster that may still be recovering (the
+	// moving cut). Recovery is not measured for such a fault.
+	Settle time.Duration
 }
 
 // Notef adds a line to the run's timeline.
@@ -119,29 +150,47 @@ func (e *Env) Roles(ctx context.Context, need int) (*cluster.Node, []*cluster.No
 // to reconnect at the injection and at the heal, so watch resumption is
 // exercised at the moments it is most likely to go wrong.
 func (e *Env) Fault(ctx context.Context, name string, hold time.Duration, inject, heal func() error) error {
+	return e.Play(ctx, FaultSpec{Name: name, Hold: hold, Inject: inject, Heal: heal})
+}
+
+// Play injects a fault, holds it, heals it, and then either waits for the
+// cluster to recover or, with Settle, waits that long. See Fault.
+func (e *Env) Play(ctx context.Context, f FaultSpec) error {
 	start := e.w.Now()
-	e.Notef("fault %q: inject", name)
-	if err := inject(); err != nil {
-		_ = heal()
-		return fmt.Errorf("fault %q: inject: %w", name, err)
+	e.Notef("fault %q: inject", f.Name)
+	if err := f.Inject(); err != nil {
+		_ = f.Heal()
+		return fmt.Errorf("fault %q: inject: %w", f.Name, err)
 	}
 	e.w.ReconnectWatch()
-	if err := e.Sleep(ctx, hold); err != nil {
-		_ = heal()
+	if err := e.Sleep(ctx, f.Hold); err != nil {
+		_ = f.Heal()
 		return err
 	}
-	if err := heal(); err != nil {
-		return fmt.Errorf("fault %q: heal: %w", name, err)
+	if err := f.Heal(); err != nil {
+		return fmt.Errorf("fault %q: heal: %w", f.Name, err)
 	}
 	end := e.w.Now()
-	e.Notef("fault %q: healed after %v", name, (end - start).Round(time.Millisecond))
+	e.Notef("fault %q: healed after %v", f.Name, (end - start).Round(time.Millisecond))
 	e.w.ReconnectWatch()
-	fr := FaultReport{Name: name, Window: check.Window{Name: name, Start: start, End: end}}
+	fr := FaultReport{Name: f.Name, Window: check.Window{Name: f.Name, Start: start, End: end}}
+	if f.Settle > 0 {
+		fr.Settled = true
+		err := e.Sleep(ctx, f.Settle)
+		fr.Until = e.w.Now()
+		e.addFault(fr)
+		return err
+	}
 	fr.Recovery, fr.RecoveryErr = e.recover(ctx)
+	fr.Until = e.w.Now()
+	e.addFault(fr)
+	return ctx.Err()
+}
+
+func (e *Env) addFault(fr FaultReport) {
 	e.mu.Lock()
 	e.faults = append(e.faults, fr)
 	e.mu.Unlock()
-	return ctx.Err()
 }
 
 // recover waits for the cluster to be healthy and reports how long it took.
@@ -267,4 +316,34 @@ func (e *Env) membersOK(ctx context.Context, want int, mustVote, gone []*cluster
 		}
 	}
 	return true, s
+}
+
+// starve saturates the CPU of the member with the given role and returns its
+// name.
+func (e *Env) starve(ctx context.Context, role string) (string, error) {
+	l, fs, err := e.Roles(ctx, 1)
+	if err != nil {
+		return "", err
+	}
+	victim := l
+	if role == StarveFollower {
+		victim = fs[e.Rand.IntN(len(fs))]
+	}
+	if err := e.Cluster.Starve(victim.Name); err != nil {
+		return "", fmt.Errorf("starving %s: %w", victim.Name, err)
+	}
+	e.Notef("starving the CPU of %s %s (pid %d) until the script ends", role, victim.Name, victim.PID())
+	return victim.Name, nil
+}
+
+// unstarve gives member name its CPU back and notes how much it got while
+// starved.
+func (e *Env) unstarve(name string) error {
+	if err := e.Cluster.Unstarve(name); err != nil {
+		return err
+	}
+	if st, err := e.Cluster.LastStarve(name); err == nil {
+		e.Notef("%s has its CPU back; %v", name, st)
+	}
+	return nil
 }

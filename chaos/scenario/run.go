@@ -31,8 +31,18 @@ var ErrInvalidOptions = errors.New("scenario: invalid options")
 
 // Options configure a run. Zero values mean the documented defaults.
 type Options struct {
-	// Binary is the meshkv binary (required).
+	// Binary is the server binary: meshkv, or etcd for the etcd flavor
+	// (required).
 	Binary string
+	// Flavor is the server software (zero: meshkv).
+	Flavor cluster.Flavor
+	// Net is the network mode (zero: proxy).
+	Net cluster.Net
+	// Starve, when "leader" or "follower", saturates the CPU of one member
+	// for the whole fault script: the leader when the script starts, or a
+	// follower drawn from the seed. StarveMethod says how (zero: quota).
+	Starve       string
+	StarveMethod cluster.StarveMethod
 	// Seed drives every random choice of the run (zero is a valid seed).
 	Seed int64
 	// OutDir receives one directory per run with the nodes' logs, kept only
@@ -52,7 +62,8 @@ type Options struct {
 	// CheckTimeout bounds the linearizability search (zero: 60s).
 	CheckTimeout time.Duration
 	// Heartbeat and ElectionTimeout are the nodes' raft timing (zero: the
-	// cluster package's chaos defaults, 50ms and 500ms).
+	// cluster package's defaults for the network mode: 50ms and 500ms in
+	// proxy mode, the binary's 100ms and 1s in netns mode).
 	Heartbeat, ElectionTimeout time.Duration
 	// MaxUnavailable, when positive, turns the availability numbers into a
 	// check: a fault with a longer stretch without a successful write fails
@@ -69,7 +80,12 @@ type Options struct {
 // Validate reports the first setting that cannot work. It changes nothing.
 func (o Options) Validate() error {
 	if o.Binary == "" {
-		return fmt.Errorf("%w: no meshkv binary", ErrInvalidOptions)
+		return fmt.Errorf("%w: no server binary", ErrInvalidOptions)
+	}
+	switch o.Starve {
+	case "", StarveLeader, StarveFollower:
+	default:
+		return fmt.Errorf("%w: starve %q (want leader or follower)", ErrInvalidOptions, o.Starve)
 	}
 	if o.Hold < 0 || o.Warmup < 0 || o.Cooldown < 0 || o.RecoveryTimeout < 0 || o.CheckTimeout < 0 {
 		return fmt.Errorf("%w: negative duration", ErrInvalidOptions)
@@ -99,7 +115,44 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Flavor == 0 {
+		o.Flavor = cluster.Meshkv
+	}
+	if o.Net == 0 {
+		o.Net = cluster.Proxy
+	}
+	if o.StarveMethod == 0 {
+		o.StarveMethod = cluster.StarveQuota
+	}
 	return o
+}
+
+// Roles whose CPU Options.Starve can saturate.
+const (
+	StarveLeader   = "leader"
+	StarveFollower = "follower"
+)
+
+// SkipReason says why sc cannot run with opts on this machine, or "".
+func SkipReason(sc Scenario, opts Options) string {
+	opts = opts.withDefaults()
+	if opts.Flavor == cluster.Etcd && sc.MeshkvOnly != "" {
+		return "not applicable to etcd: " + sc.MeshkvOnly
+	}
+	if opts.Net == cluster.Netns {
+		if err := cluster.NetnsAvailable(); err != nil {
+			return err.Error()
+		}
+	}
+	if sc.NeedsStarve && opts.Starve != "" {
+		return "the scenario starves members itself (drop --starve)"
+	}
+	if sc.NeedsStarve || opts.Starve != "" {
+		if err := cluster.StarveAvailable(opts.StarveMethod); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // Run runs one scenario on a fresh cluster and judges it. Problems of the
@@ -108,11 +161,15 @@ func (o Options) withDefaults() Options {
 // The cluster's processes are always stopped before Run returns.
 func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 	opts = opts.withDefaults()
-	rep := &Report{Scenario: sc.Name, Seed: opts.Seed}
+	rep := &Report{Scenario: sc.Name, Seed: opts.Seed, Flavor: opts.Flavor.String(), Net: opts.Net.String(), Target: sc.Target}
 	started := time.Now()
 	defer func() { rep.Duration = time.Since(started) }()
 	if err := opts.Validate(); err != nil {
 		rep.Error = err.Error()
+		return rep
+	}
+	if why := SkipReason(sc, opts); why != "" {
+		rep.Skipped = why
 		return rep
 	}
 	dir, err := os.MkdirTemp(opts.OutDir, fmt.Sprintf("chaos-%s-%s-", sc.Name, time.Now().Format("150405")))
@@ -126,6 +183,9 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 	sctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
 	cl, err := cluster.Start(sctx, cluster.Config{
 		Binary:          opts.Binary,
+		Flavor:          opts.Flavor,
+		Net:             opts.Net,
+		Starve:          opts.StarveMethod,
 		Nodes:           sc.Nodes,
 		TargetVoters:    sc.Voters,
 		Heartbeat:       opts.Heartbeat,
@@ -135,10 +195,17 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 		Logger:          log,
 	})
 	cancel()
+	if errors.Is(err, cluster.ErrNetnsUnavailable) {
+		rep.Skipped = err.Error()
+		_ = os.RemoveAll(dir)
+		rep.Dir = ""
+		return rep
+	}
 	if err != nil {
 		rep.Error = "cluster did not start: " + err.Error()
 		return rep
 	}
+	rep.Heartbeat, rep.ElectionTimeout = cl.Timing()
 	defer func() {
 		if err := cl.Close(); err != nil {
 			log.Warn("stopping the cluster", "err", err)
@@ -169,11 +236,24 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 		recoveryTimeout: opts.RecoveryTimeout,
 	}
 	rep.Started = time.Now().Add(-w.Now())
-	env.Notef("cluster of %d up: %v; the run's clock started at %s (node logs use wall time)",
-		sc.Nodes, cluster.Names(cl.Nodes()), rep.Started.Format("15:04:05.000"))
+	env.Notef("%v cluster of %d up (%v network, heartbeat %v, election timeout %v): %v; the run's clock started at %s (node logs use wall time)",
+		opts.Flavor, sc.Nodes, opts.Net, rep.Heartbeat, rep.ElectionTimeout, cluster.Names(cl.Nodes()), rep.Started.Format("15:04:05.000"))
+	for _, n := range cl.Nodes() {
+		if n.Netns != "" {
+			env.Notef("%s: netns %s, client %s, peer %s", n.Name, n.Netns, n.ClientURL, n.MeshAddr)
+		}
+	}
 	scriptErr := env.Sleep(ctx, opts.Warmup)
+	if scriptErr == nil && opts.Starve != "" {
+		rep.Starved, scriptErr = env.starve(ctx, opts.Starve)
+	}
 	if scriptErr == nil {
 		scriptErr = sc.Faults(ctx, env)
+	}
+	if rep.Starved != "" {
+		if err := env.unstarve(rep.Starved); err != nil {
+			env.Notef("giving %s its CPU back: %v", rep.Starved, err)
+		}
 	}
 	if scriptErr != nil {
 		rep.Error = "fault script: " + scriptErr.Error()
@@ -213,7 +293,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 	}
 	env.Notef("collected %d ops, %d acquisitions, %d watch events", len(hist.Ops), len(hist.Acquisitions), len(hist.Watch.Events))
 	if unhealthy {
-		// Leave the lead something to read: where every node was stuck.
+		// Leave something to read: where every node was stuck.
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := cl.DumpStacks(dctx); err == nil {
 			env.Notef("cluster unhealthy at the end: goroutine stacks dumped into the node logs")
@@ -221,6 +301,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) *Report {
 		cancel()
 	}
 	judge(rep, hist, env, end, opts, log)
+	accountMembers(rep, hist, cl, rep.Started, end)
 	rep.Checks = append(rep.Checks, check.Consistent(hashMembers(ctx, cl)))
 	_, _, rep.Timeline = env.snapshot()
 	if rep.Failed() {
@@ -303,6 +384,7 @@ func judge(rep *Report, h *workload.History, env *Env, end time.Duration, opts O
 		}
 		rep.Recovery = max(rep.Recovery, f.Recovery)
 	}
+
 	rec.Detail = fmt.Sprintf("%d faults, slowest recovery %v", len(faults), rep.Recovery.Round(time.Millisecond))
 	rep.Checks = append(rep.Checks, rec)
 	if opts.MaxUnavailable > 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv/chaos/check"
+	"github.com/meshkv/meshkv/chaos/cluster"
 )
 
 func TestCatalogue(t *testing.T) {
@@ -19,7 +20,8 @@ func TestCatalogue(t *testing.T) {
 		"non-transitive-leader-reset", "non-transitive-leader-silent",
 		"non-transitive-follower-reset", "non-transitive-follower-silent",
 		"one-way-leader", "leader-isolated", "flapping-link", "bridge", "kill-and-replace",
-		"pause-leader", "random-mix",
+		"pause-leader", "random-mix", "moving-cut", "moving-one-way-cut", "cpu-starve",
+		"quorum-loss", "constrained-election", "chained", "follower-cut-from-leader-only", "one-way-leader-to-follower",
 	}
 	names := map[string]bool{}
 	for _, s := range All() {
@@ -56,6 +58,38 @@ func TestCatalogue(t *testing.T) {
 	}
 }
 
+func TestScenarioMetadata(t *testing.T) {
+	for _, s := range LiteratureSuite() {
+		if s.Nodes != 5 || s.Voters != 5 || s.Target == nil || s.Target.MaxGapET != 2 || s.MeshkvOnly != "" {
+			t.Errorf("literature scenario %s: %+v", s.Name, s)
+		}
+	}
+	for _, n := range []string{"moving-cut", "moving-one-way-cut", "one-way-leader"} {
+		s, _ := Find(n)
+		if s.Target == nil || s.Target.MaxGapET != 1 || s.Target.MaxMedian != 300*time.Millisecond {
+			t.Errorf("%s target = %+v", n, s.Target)
+		}
+	}
+	kr, _ := Find("kill-and-replace")
+	if kr.MeshkvOnly == "" {
+		t.Error("kill-and-replace does not say it needs meshkv's membership")
+	}
+	etcd := Options{Binary: "x", Flavor: cluster.Etcd, Net: cluster.Proxy}
+	if why := SkipReason(kr, etcd); !strings.Contains(why, "not applicable to etcd") {
+		t.Errorf("SkipReason(kill-and-replace, etcd) = %q", why)
+	}
+	if why := SkipReason(All()[0], Options{Binary: "x"}); why != "" {
+		t.Errorf("SkipReason(proxy meshkv) = %q", why)
+	}
+	cs, _ := Find("cpu-starve")
+	if why := SkipReason(cs, Options{Binary: "x", Starve: StarveLeader}); why == "" {
+		t.Error("cpu-starve with --starve not skipped")
+	}
+	if err := (Options{Binary: "x", Starve: "all"}).Validate(); err == nil {
+		t.Error("starve role \"all\" accepted")
+	}
+}
+
 func TestReportVerdicts(t *testing.T) {
 	r := &Report{Scenario: "x", Checks: []check.Result{{Check: "a", Status: check.Pass}, {Check: "b", Status: check.Skip}}}
 	if r.Failed() || r.Verdict() != "ok" || r.checksSummary() != "1/1 (1 skipped)" {
@@ -64,6 +98,10 @@ func TestReportVerdicts(t *testing.T) {
 	r.Checks = append(r.Checks, check.Result{Check: "c", Status: check.Inconclusive})
 	if r.Failed() || r.Verdict() != "inconclusive" {
 		t.Errorf("inconclusive report: failed=%v verdict=%s", r.Failed(), r.Verdict())
+	}
+	skipped := &Report{Scenario: "y", Skipped: "netns mode unavailable"}
+	if skipped.Failed() || skipped.Verdict() != "skipped" {
+		t.Errorf("skipped report: failed=%v verdict=%s", skipped.Failed(), skipped.Verdict())
 	}
 	r.Error = "cluster did not start"
 	if !r.Failed() || r.Verdict() != "ERROR" {

@@ -16,15 +16,50 @@ type Scenario struct {
 	// Nodes and Voters size the cluster (Voters 0: the binary's default, 3).
 	Nodes  int
 	Voters int
-	// Short marks the scenarios of the quick suite (make chaos-short).
-	Short bool
+	// Short marks the scenarios of the quick suite (make chaos-short);
+	// ShortNetns those the quick suite also runs in netns mode.
+	Short, ShortNetns bool
+	// MeshkvOnly, when set, says why the scenario does not apply to etcd
+	// (it relies on meshkv's self-healing membership); etcd runs skip it.
+	MeshkvOnly string
+	// NeedsStarve marks scenarios that saturate a member's CPU.
+	NeedsStarve bool
+	// Target is the availability the scenario is judged against, if any.
+	Target *Target
 	// Faults injects and heals the scenario's faults.
 	Faults func(ctx context.Context, e *Env) error
 }
 
+// Target is an availability goal: every member's longest write gap (see
+// MemberGap) at most MaxGapET election timeouts and, when MaxMedian is
+// set, the median over faults of the worst member gap at most MaxMedian.
+type Target struct {
+	MaxGapET  float64       `json:"max_gap_election_timeouts"`
+	MaxMedian time.Duration `json:"max_median,omitempty"`
+}
+
+func (t Target) String() string {
+	s := fmt.Sprintf("longest <= %g ET", t.MaxGapET)
+	if t.MaxMedian > 0 {
+		s += fmt.Sprintf(", median <= %v", t.MaxMedian)
+	}
+	return s
+}
+
+// Met reports whether a run meets the target.
+func (t Target) Met(r *Report) bool {
+	if r.ElectionTimeout <= 0 || len(r.Faults) == 0 {
+		return false
+	}
+	if float64(r.LongestMemberGap) > t.MaxGapET*float64(r.ElectionTimeout) {
+		return false
+	}
+	return t.MaxMedian == 0 || r.MedianGap <= t.MaxMedian
+}
+
 // All lists every scenario, in the order `run all` runs them.
 func All() []Scenario {
-	return []Scenario{
+	all := []Scenario{
 		{
 			Name:    "minority-partition",
 			Summary: "3 nodes; cut one follower off from everyone, first with resets, then silently",
@@ -84,7 +119,7 @@ func All() []Scenario {
 		{
 			Name:    "one-way-leader",
 			Summary: "3 nodes; drop only what the leader sends to a follower, then only what the follower sends to the leader (silent)",
-			Nodes:   3,
+			Nodes:   3, ShortNetns: true, Target: kernelTarget,
 			Faults: func(ctx context.Context, e *Env) error {
 				for _, outbound := range []bool{true, false} {
 					l, fs, err := e.Roles(ctx, 1)
@@ -181,6 +216,8 @@ func All() []Scenario {
 			Name:    "kill-and-replace",
 			Summary: "3 nodes; SIGKILL the leader and start a fresh node, then the same with a follower; membership must heal",
 			Nodes:   3,
+			MeshkvOnly: "a fresh member joins by itself and the dead one is removed (meshkv's self-healing membership; " +
+				"etcd needs an operator's member add/remove)",
 			Faults: func(ctx context.Context, e *Env) error {
 				for round, role := range []string{"leader", "follower"} {
 					l, fs, err := e.Roles(ctx, 1)
@@ -232,7 +269,11 @@ func All() []Scenario {
 			Nodes:   5, Voters: 5,
 			Faults: randomMix,
 		},
+		movingCut(false),
+		movingCut(true),
+		cpuStarve(),
 	}
+	return append(all, literature()...)
 }
 
 // nonTransitive is the scenario that cuts one link of a 3-node cluster while
@@ -355,10 +396,33 @@ func Find(name string) (Scenario, bool) {
 }
 
 // ShortSuite lists the scenarios of the quick suite.
-func ShortSuite() []Scenario {
+func ShortSuite() []Scenario { return filter(func(s Scenario) bool { return s.Short }) }
+
+// ShortNetnsSuite lists the scenarios the quick suite also runs in netns
+// mode: a moving cut and a one-way cut.
+func ShortNetnsSuite() []Scenario { return filter(func(s Scenario) bool { return s.ShortNetns }) }
+
+// LiteratureSuite lists the five-member scenarios of the
+// partial-connectivity literature.
+func LiteratureSuite() []Scenario { return literature() }
+
+// KernelSuite lists the three-member scenarios whose faults differ most
+// between proxies and the kernel: two-way and one-way silent cuts,
+// isolation, a flapping link, moving cuts and CPU starvation.
+func KernelSuite() []Scenario {
+	var out []Scenario
+	for _, n := range []string{"non-transitive-leader-silent", "one-way-leader", "leader-isolated", "flapping-link",
+		"moving-cut", "moving-one-way-cut", "cpu-starve"} {
+		s, _ := Find(n)
+		out = append(out, s)
+	}
+	return out
+}
+
+func filter(keep func(Scenario) bool) []Scenario {
 	var out []Scenario
 	for _, s := range All() {
-		if s.Short {
+		if keep(s) {
 			out = append(out, s)
 		}
 	}
