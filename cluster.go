@@ -22,6 +22,8 @@ const (
 	membershipInterval = 100 * time.Millisecond
 	// bootstrapSettle is how long a new node listens to the mesh before it may
 	// found a cluster, so that gossip from an existing cluster arrives first.
+	// A node with no peers to wait for (no --peers, initial cluster size 1)
+	// forms its cluster at once: nothing it could hear would change that.
 	bootstrapSettle = time.Second
 	// promiseRelease is how long a bootstrap promise outlives a vanished
 	// founder (see internal/bootstrap).
@@ -92,7 +94,7 @@ func (n *Node) startMesh() error {
 		n: n,
 		boot: bootstrap.New(n.id, bootstrap.Config{
 			InitialClusterSize: n.cfg.InitialClusterSize,
-			Settle:             bootstrapSettle,
+			Settle:             n.settle(),
 			ReleaseAfter:       promiseRelease,
 			NeedPeer:           len(n.cfg.Peers) > 0,
 			Nonce:              rand.Uint64,
@@ -105,6 +107,14 @@ func (n *Node) startMesh() error {
 	m.publish(roleSeeking)
 	go m.run()
 	return nil
+}
+
+// settle is how long this node listens before it may found a cluster.
+func (n *Node) settle() time.Duration {
+	if len(n.cfg.Peers) == 0 && n.cfg.InitialClusterSize <= 1 {
+		return 0
+	}
+	return bootstrapSettle
 }
 
 func (m *membership) wait() { <-m.done }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/meshkv/meshkv/internal/bootstrap"
 )
@@ -30,6 +31,26 @@ func TestAppStateRoundTrip(t *testing.T) {
 	for _, bad := range []string{"{", "{}", `{"b":{}}`} {
 		if _, err := decodeAppState([]byte(bad)); err == nil {
 			t.Errorf("decodeAppState(%s) succeeded", bad)
+		}
+	}
+}
+
+// TestSettleOnlyWhenWaitingForPeers: a node with no peers to wait for forms
+// its cluster at once; one that has peers listens first.
+func TestSettleOnlyWhenWaitingForPeers(t *testing.T) {
+	for _, tc := range []struct {
+		peers []string
+		size  int
+		want  time.Duration
+	}{
+		{nil, 0, 0},
+		{nil, 1, 0},
+		{[]string{"10.0.0.2:2380"}, 1, bootstrapSettle},
+		{nil, 3, bootstrapSettle},
+	} {
+		n := &Node{cfg: Config{Peers: tc.peers, InitialClusterSize: tc.size}}
+		if got := n.settle(); got != tc.want {
+			t.Errorf("peers %v size %d: settle %v, want %v", tc.peers, tc.size, got, tc.want)
 		}
 	}
 }
