@@ -25,6 +25,12 @@
 // Snapshot and Hash copy the B-tree roots (copy-on-write) and then work
 // without the lock; History releases the lock before each call of its fn.
 //
+// Export and load. A Snapshot also yields its content record by record
+// (Records, in revision order, and Leases), and a Loader builds a new store
+// from such records, checking that they form a history a store could have
+// written. Together they move a store through other formats (etcd's
+// snapshot files) without an intermediate copy.
+//
 // Byte slices. The store keeps the key and value slices of the requests it is
 // given (no copy): the caller must not modify them afterwards. Responses,
 // events and LeaseInfo share key and value bytes with the store: callers must

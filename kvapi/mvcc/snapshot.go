@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 
 	"github.com/tidwall/btree"
 )
@@ -54,6 +55,9 @@ type Snapshot struct {
 	log     []*ver
 	rev     int64
 	compact int64
+
+	baseOnce sync.Once
+	baseVers []*ver // see base
 }
 
 // Snapshot captures the current state. Cheap: the writer is held up only for
