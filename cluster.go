@@ -252,6 +252,10 @@ func mostCaughtUpVoter(st raftadapter.Status, self uint64) uint64 {
 // enter starts raft for the cluster the bootstrap decided on.
 func (m *membership) enter(d bootstrap.Decision) {
 	n := m.n
+	if n.cfg.InitialSnapshot != "" && (d.Join || len(d.Members) != 1) {
+		n.fail(fmt.Errorf("%w (cluster %x)", ErrInitialSnapshotJoin, d.ClusterID))
+		return
+	}
 	var peers []uint64
 	if !d.Join {
 		peers = d.Members

@@ -79,6 +79,18 @@ type Config struct {
 	// refused.
 	MeshPassword []byte
 
+	// InitialSnapshot is the path of an etcd v3 snapshot file to found the
+	// cluster with: `etcdctl snapshot save`'s output from meshkv or etcd, or
+	// an etcd member's member/snap/db (which has no sha256 trailer). The
+	// cluster starts with every key of the file (with its create and mod
+	// revisions and version), its current and compact revisions and its
+	// leases (TTLs and attached keys). Only a node that founds the cluster
+	// alone may have it (InitialClusterSize 1): members that join later
+	// receive the state through raft. A node that finds an existing cluster
+	// of its name instead stops with ErrInitialSnapshotJoin. Empty: start
+	// empty.
+	InitialSnapshot string
+
 	// Logger receives the node's logs (nil = discard).
 	Logger *slog.Logger
 }
@@ -128,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.InitialClusterSize < 0 {
 		return bad("negative initial cluster size")
+	}
+	if c.InitialSnapshot != "" && c.InitialClusterSize > 1 {
+		return bad("an initial snapshot needs initial cluster size 1: one node founds the cluster from the file and the others join it")
 	}
 	switch c.TargetVoters {
 	case 0, 1, 3, 5, 7:

@@ -25,6 +25,10 @@
 // the leader replaces members the mesh reports gone for
 // [Config.DeadMemberTimeout]. [Node.Close] leaves the cluster gracefully.
 //
+// The store is in memory only: back it up with etcd's snapshot (the
+// Maintenance Snapshot RPC, `etcdctl snapshot save`), and found a new cluster
+// from such a file, meshkv's or etcd's, with [Config.InitialSnapshot].
+//
 // Goroutines a Node owns: the raft loop and snapshot writer (raftadapter), the
 // mesh transport's senders, receiver and prober (meshtransport), the
 // membership loop (bootstrap, then the leader's membership duties), the

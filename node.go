@@ -80,14 +80,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg = cfg.withDefaults()
 	n := &Node{
-		cfg:   cfg,
-		id:    randomID(),
-		store: mvcc.New(),
+		cfg: cfg,
+		id:  randomID(),
 	}
+	n.log = cfg.Logger.With("member", fmt.Sprintf("%x", n.id))
+	store, err := loadInitialStore(cfg, n.log)
+	if err != nil {
+		return nil, err
+	}
+	n.store = store
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.failed = make(chan struct{})
 	n.sm = kvapi.NewStateMachine(n.store)
-	n.log = cfg.Logger.With("member", fmt.Sprintf("%x", n.id))
 	if err := n.start(); err != nil {
 		_ = n.Close()
 		return nil, err
@@ -167,12 +171,13 @@ func (n *Node) start() error {
 // initial voters, or empty to join an existing cluster.
 func (n *Node) startRaft(clusterID uint64, peers []uint64, tr raftadapter.Transport) error {
 	rn, err := raftadapter.New(raftadapter.Config{
-		ID:            n.id,
-		Peers:         peers,
-		TickInterval:  n.cfg.TickInterval,
-		ElectionTicks: int(n.cfg.ElectionTimeout / n.cfg.TickInterval),
-		SnapshotCount: n.cfg.SnapshotCount,
-		Logger:        n.cfg.Logger,
+		ID:                 n.id,
+		Peers:              peers,
+		BootstrapFromState: n.cfg.InitialSnapshot != "",
+		TickInterval:       n.cfg.TickInterval,
+		ElectionTicks:      int(n.cfg.ElectionTimeout / n.cfg.TickInterval),
+		SnapshotCount:      n.cfg.SnapshotCount,
+		Logger:             n.cfg.Logger,
 	}, n.sm, tr)
 	if err != nil {
 		return fmt.Errorf("meshkv: start raft: %w", err)
@@ -201,6 +206,8 @@ func (n *Node) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("meshkv: waiting to join a cluster with a leader: %w", context.Cause(ctx))
+		case <-n.failed:
+			return n.err
 		case <-t.C:
 		}
 	}

@@ -12,6 +12,10 @@
 // applies it to the [mvcc.Store]; the value it returns reaches the waiting RPC on the
 // member that proposed it.
 //
+// Maintenance.Snapshot streams the store as an etcd snapshot file (etcd's
+// bbolt backend layout, see internal/etcdsnap) from a copy-on-write capture,
+// in etcd's messages; [Config.Auth] supplies the auth state it carries.
+//
 // Errors are mapped to etcd's rpctypes gRPC errors here and only here, so etcd
 // clients see exactly etcd's codes and messages.
 //

@@ -10,7 +10,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -102,17 +101,6 @@ func TestStatusEmptyStore(t *testing.T) {
 	}
 	if st.DbSize <= 0 || st.DbSizeInUse <= 0 || st.DbSizeInUse > st.DbSize {
 		t.Fatalf("empty store: DbSize %d, DbSizeInUse %d; want 0 < in use <= size", st.DbSize, st.DbSizeInUse)
-	}
-}
-
-func TestSnapshotRefused(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	stream, err := pb.NewMaintenanceClient(ts.conn).Snapshot(context.Background(), &pb.SnapshotRequest{})
-	if err == nil {
-		_, err = stream.Recv()
-	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("snapshot: err = %v, want Unimplemented", err)
 	}
 }
 

@@ -85,10 +85,6 @@ func (s maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb
 	return &pb.HashKVResponse{Header: s.header(cur), Hash: h, CompactRevision: compactRev, HashRevision: rev}, nil
 }
 
-func (s maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
-	return status.Error(codes.Unimplemented, "meshkv: the store is in memory; there is no database file to snapshot")
-}
-
 // LeaderMover is implemented by a Cluster that can hand leadership to another
 // voter. Its errors are etcd's gRPC errors.
 type LeaderMover interface {

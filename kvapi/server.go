@@ -91,6 +91,9 @@ type Config struct {
 	QuotaBytes int64
 	// AutoCompaction bounds the history kept (default: none, as etcd).
 	AutoCompaction AutoCompaction
+	// Auth, if set, supplies the auth state (users, roles, enabled) that
+	// Maintenance.Snapshot writes into the file; nil writes auth disabled.
+	Auth AuthExporter
 	// Logger receives state changes and errors worth a look (nil = discard).
 	Logger *slog.Logger
 }

@@ -35,6 +35,14 @@ type Config struct {
 	// a learner) and send it the log or a snapshot.
 	Peers []uint64
 
+	// BootstrapFromState makes bootstrapping members (Peers set) start from
+	// the state the state machine already holds instead of from an empty
+	// one: the log begins with a snapshot of that state at index len(Peers),
+	// term 1, whose configuration is Peers, so every member that joins later
+	// receives the state as a snapshot. Every bootstrapping member must hold
+	// the same state. Ignored when joining (Peers empty).
+	BootstrapFromState bool
+
 	// TickInterval is the wall-clock length of one raft tick. Default 100ms.
 	TickInterval time.Duration
 

@@ -78,6 +78,10 @@
 //     bytes with a format version, the at-most-once state and a CRC-32C; a
 //     member that gets data it cannot decode stops with ErrBadSnapshot.
 //     Restore receives exactly the state machine's bytes.
+//   - A cluster may be founded on state the state machine already holds
+//     (Config.BootstrapFromState): the founders' logs then begin with a
+//     snapshot of that state instead of the configuration entries, so it
+//     reaches every later member as a snapshot.
 //   - Close hands leadership to the most caught-up voter that seems
 //     reachable (moving on to the next if the transport reports it
 //     unreachable), bounded by Config.CloseTimeout; afterwards every call

@@ -137,6 +137,14 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 		return nil, fmt.Errorf("%w: state machine and transport are required", ErrInvalidConfig)
 	}
 	storage := raft.NewMemoryStorage()
+	ids := slices.Clone(cfg.Peers)
+	slices.Sort(ids) // every bootstrapping member must write identical entries 1..n
+	fromState := len(ids) > 0 && cfg.BootstrapFromState
+	if fromState {
+		if err := bootstrapStorage(storage, ids); err != nil {
+			return nil, err
+		}
+	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                cfg.ID,
 		ElectionTick:      cfg.ElectionTicks,
@@ -153,9 +161,7 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if len(cfg.Peers) > 0 {
-		ids := slices.Clone(cfg.Peers)
-		slices.Sort(ids) // every bootstrapping member must write identical entries 1..n
+	if len(ids) > 0 && !fromState {
 		peers := make([]raft.Peer, len(ids))
 		for i, id := range ids {
 			peers[i] = raft.Peer{ID: id}
@@ -184,6 +190,11 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 	// A lone voter needs nobody's vote: it campaigns as soon as it has
 	// applied its bootstrap entry instead of after an election timeout.
 	l.campaignAlone = len(cfg.Peers) == 1 && cfg.Peers[0] == cfg.ID
+	if fromState {
+		if err := l.startFromState(ids); err != nil {
+			return nil, err
+		}
+	}
 	l.publish()
 	n.wg.Go(l.run)
 	n.wg.Go(func() { runSnapshotter(l.snapJobc, l.snapDonec) })

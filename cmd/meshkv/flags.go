@@ -69,6 +69,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.cfg.AutoCompactionMode, "auto-compaction-mode", "periodic", "`mode` of automatic history compaction: periodic or revision")
 	fs.StringVar(&o.cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "history to keep: a duration or hours (periodic), or revisions (revision); 0 disables")
 	fs.StringVar(&o.passwordFile, "mesh-password-file", "", "`file` holding the shared mesh password (encrypts and authenticates peers); unset: no encryption")
+	fs.StringVar(&o.cfg.InitialSnapshot, "initial-snapshot", "", "etcd snapshot `file` (etcdctl snapshot save, from meshkv or etcd) to found a new cluster with; only for the node that founds it")
 	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.debug, "debug-listen", "", "`HOST:PORT` serving Go's profiler at /debug/pprof/ over plain HTTP (off when empty; keep it on loopback)")
 	fs.StringVar(&o.configFile, "config-file", "", "YAML `file` with settings under etcd's key names; flags and environment variables are then ignored, as in etcd")

@@ -31,7 +31,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Errorf("--help wrote to stderr: %q", errb.String())
 	}
 	for _, f := range []string{"name", "listen-client-urls", "advertise-client-urls", "mesh-listen", "peers",
-		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file",
+		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file", "initial-snapshot",
 		"dead-member-timeout", "auto-compaction-mode", "auto-compaction-retention", "quota-backend-bytes",
 		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "debug-listen", "version"} {
 		if !strings.Contains(out.String(), "--"+f) {

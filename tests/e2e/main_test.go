@@ -12,7 +12,7 @@ import (
 
 // bins are the binaries TestMain builds.
 var bins struct {
-	etcdctl, etcd, meshkv string
+	etcdctl, etcdutl, etcd, meshkv string
 }
 
 func TestMain(m *testing.M) {
@@ -26,12 +26,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	// Linking dominates; the three builds run side by side.
+	// Linking dominates; the builds run side by side.
 	builds := []struct {
 		dst       *string
 		name, pkg string
 	}{
 		{&bins.etcdctl, "etcdctl", "go.etcd.io/etcd/etcdctl/v3"},
+		{&bins.etcdutl, "etcdutl", "go.etcd.io/etcd/etcdutl/v3"},
 		{&bins.etcd, "etcd", "go.etcd.io/etcd/server/v3"},
 		{&bins.meshkv, "meshkv", "github.com/meshkv/meshkv/cmd/meshkv"},
 	}
