@@ -178,8 +178,10 @@ func TestSilentCutRealSockets(t *testing.T) {
 		})
 		da, db := a.rec.lastAt("down").Sub(cut), b.rec.lastAt("down").Sub(cut)
 		t.Logf("round %d: dead after %v (dialler) and %v (acceptor)", round, da, db)
+		// The silence may have begun before the cut (a loaded machine delays
+		// pings), so only a verdict far too early or too late is wrong.
 		for _, d := range []time.Duration{da, db} {
-			if d < 150*time.Millisecond || d > 2500*time.Millisecond {
+			if d < 50*time.Millisecond || d > 2500*time.Millisecond {
 				t.Errorf("dead verdict after %v", d)
 			}
 		}
