@@ -1,11 +1,11 @@
 package meshkv
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"time"
 
 	"github.com/meshkv/meshkv/kvapi"
@@ -91,6 +91,33 @@ type Config struct {
 	// empty.
 	InitialSnapshot string
 
+	// Client security: TLS, mutual TLS and etcd's authentication. See
+	// node_client.go and the README's "Client security" section.
+
+	// ClientTLS serves the https:// and unixs:// client URLs (and the TLS
+	// side of an address named by both an http:// and an https:// URL,
+	// which share one port). Required when there is such a URL; nil
+	// otherwise. Any *tls.Config works; the binary builds one from etcd's
+	// flags that reloads the certificate, CA and CRL files when they change.
+	ClientTLS *tls.Config
+	// ClientCertAuth makes the common name of a TLS client's verified
+	// certificate the user of its requests that carry no token, while
+	// authentication is enabled (etcd's --client-cert-auth). ClientTLS
+	// should then require and verify client certificates: unverified ones
+	// never name a user.
+	ClientCertAuth bool
+	// AuthToken is etcd's --auth-token: "simple" (the default: random
+	// tokens every member knows), "jwt,pub-key=FILE,priv-key=FILE,
+	// sign-method=METHOD[,ttl=DURATION]" (signed tokens), or "none" (no
+	// tokens: users are known by their certificates only).
+	AuthToken string
+	// AuthTokenTTL is how long a simple token lives after its last use
+	// (default 300s, etcd's --auth-token-ttl).
+	AuthTokenTTL time.Duration
+	// BcryptCost is the cost of the password hashes (default 10, etcd's
+	// --bcrypt-cost; 4 to 31).
+	BcryptCost int
+
 	// Logger receives the node's logs (nil = discard).
 	Logger *slog.Logger
 }
@@ -115,16 +142,8 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
-	for _, u := range c.ListenClientURLs {
-		if _, err := parseListenURL(u); err != nil {
-			return bad("listen client URL %q: %v", u, err)
-		}
-	}
-	for _, u := range c.AdvertiseClientURLs {
-		pu, err := url.Parse(u)
-		if err != nil || pu.Host == "" {
-			return bad("advertise client URL %q is not a URL with a host", u)
-		}
+	if err := c.validateClientAccess(); err != nil {
+		return bad("%v", err)
 	}
 	if c.MaxRequestBytes < 0 || c.MaxTxnOps < 0 || c.QuotaBytes < 0 {
 		return bad("negative request limits")
@@ -204,27 +223,4 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
-}
-
-// parseListenURL accepts an etcd client URL, http://host:port, and returns its
-// host:port. https is refused until TLS is served.
-func parseListenURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", err
-	}
-	switch u.Scheme {
-	case "http":
-	case "https":
-		return "", errors.New("TLS is not supported yet; use http")
-	default:
-		return "", fmt.Errorf("scheme %q: want http://host:port", u.Scheme)
-	}
-	if u.Host == "" || u.Port() == "" {
-		return "", errors.New("want http://host:port")
-	}
-	if u.Path != "" && u.Path != "/" {
-		return "", fmt.Errorf("unexpected path %q", u.Path)
-	}
-	return u.Host, nil
 }

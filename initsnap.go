@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshkv/meshkv/internal/backup"
 	"github.com/meshkv/meshkv/internal/etcdsnap"
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -18,46 +19,40 @@ import (
 // or without the file to join.
 var ErrInitialSnapshotJoin = errors.New("meshkv: the initial snapshot can only found a new cluster, and this node is joining an existing one")
 
-// ErrInitialSnapshotAuth is returned by Start for an initial snapshot whose
-// auth is enabled: its keys were protected by users and roles that this
-// node would not enforce.
-var ErrInitialSnapshotAuth = errors.New("meshkv: the initial snapshot has auth enabled, which meshkv does not enforce yet; run `etcdctl auth disable` on the source and take a new snapshot")
-
-// loadInitialStore returns the store a node starts with: empty, or the state
-// of cfg.InitialSnapshot.
-func loadInitialStore(cfg Config, log *slog.Logger) (*mvcc.Store, error) {
+// loadInitialStore returns the store a node starts with, empty or the state
+// of cfg.InitialSnapshot, and the auth state of the snapshot (nil for none).
+func loadInitialStore(cfg Config, log *slog.Logger) (*mvcc.Store, *auth.Snapshot, error) {
 	if cfg.InitialSnapshot == "" {
-		return mvcc.New(), nil
+		return mvcc.New(), nil, nil
 	}
 	start := time.Now()
 	st, info, err := backup.LoadFile(cfg.InitialSnapshot, etcdsnap.ReadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("meshkv: initial snapshot: %w", err)
+		return nil, nil, fmt.Errorf("meshkv: initial snapshot: %w", err)
 	}
-	if err := initialAuth(info.Auth, log); err != nil {
-		return nil, err
+	authSnap, err := initialAuth(info.Auth, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	log.Info("loaded initial snapshot", "file", cfg.InitialSnapshot, "revision", st.Rev(),
 		"compact-revision", st.CompactRev(), "versions", info.KVs, "leases", info.Leases,
 		"storage-version", info.StorageVersion, "took", time.Since(start).Round(time.Millisecond))
-	return st, nil
+	return st, authSnap, nil
 }
 
-// initialAuth takes the auth state of an initial snapshot. It is the hook
-// for the auth store: until meshkv enforces auth, a file with auth enabled
-// is refused (serving its keys to anyone would lift their protection), and
-// the users and roles of a file with auth disabled are dropped with a
-// warning.
-func initialAuth(a *etcdsnap.Auth, log *slog.Logger) error {
+// initialAuth returns the auth state of an initial snapshot (users with
+// their password hashes, roles, permissions, enabled or not), checked as a
+// raft snapshot's is; nil if the file has none.
+func initialAuth(a *etcdsnap.Auth, log *slog.Logger) (*auth.Snapshot, error) {
 	if a == nil {
-		return nil
+		return nil, nil
 	}
-	if a.Enabled {
-		return fmt.Errorf("%w (%d users, %d roles)", ErrInitialSnapshotAuth, len(a.Users), len(a.Roles))
+	sn, err := auth.ImportSnapshot(auth.Exported{Enabled: a.Enabled, Revision: a.Revision, Users: a.Users, Roles: a.Roles})
+	if err != nil {
+		return nil, fmt.Errorf("meshkv: initial snapshot: auth: %w", err)
 	}
 	if len(a.Users) > 0 || len(a.Roles) > 0 {
-		log.Warn("the initial snapshot's auth users and roles are not restored: meshkv does not support auth yet",
-			"users", len(a.Users), "roles", len(a.Roles))
+		log.Info("restored the initial snapshot's auth state", "enabled", a.Enabled, "users", len(a.Users), "roles", len(a.Roles))
 	}
-	return nil
+	return sn, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/meshkv/meshkv"
 	"github.com/meshkv/meshkv/internal/backup"
 	"github.com/meshkv/meshkv/internal/etcdsnap"
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -203,8 +204,31 @@ func TestInitialSnapshotRefused(t *testing.T) {
 	if err := os.WriteFile(authed, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := meshkv.Start(ctx, meshkv.Config{InitialSnapshot: authed}); !errors.Is(err, meshkv.ErrInitialSnapshotAuth) {
-		t.Errorf("auth enabled: %v", err)
+	// Auth comes along: the node enforces the file's users and roles.
+	nd, err := meshkv.Start(ctx, meshkv.Config{InitialSnapshot: authed})
+	if err != nil {
+		t.Fatalf("auth enabled: %v", err)
+	}
+	st, err := nd.Client().AuthStatus(ctx)
+	users, uerr := nd.Client().UserList(ctx)
+	nd.Close()
+	if err != nil || uerr != nil || !st.Enabled || len(users.Users) != 1 || users.Users[0] != "root" {
+		t.Errorf("auth from the file: status %v (%v), users %v (%v)", st, err, users, uerr)
+	}
+	f, err = backup.Prepare(mvcc.New().Snapshot(), etcdsnap.WriteOptions{Auth: &etcdsnap.Auth{Enabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	if _, err := f.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	noRoot := filepath.Join(dir, "noroot.db")
+	if err := os.WriteFile(noRoot, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meshkv.Start(ctx, meshkv.Config{InitialSnapshot: noRoot}); !errors.Is(err, auth.ErrCorruptSnapshot) {
+		t.Errorf("auth enabled without a root user: %v", err)
 	}
 	err = meshkv.Config{InitialSnapshot: authed, MeshListen: "127.0.0.1:0", InitialClusterSize: 3}.Validate()
 	if !errors.Is(err, meshkv.ErrInvalidConfig) {

@@ -62,6 +62,9 @@ func TestDependencyDirection(t *testing.T) {
 		mod + "/internal/etcdsnap": {mod + "/kvapi", "go.etcd.io/raft/v3", grpc, "github.com/weaveworks/mesh", mod + "/raftadapter", mod + "/meshtransport"},
 		mod + "/internal/backup":   {"go.etcd.io/raft/v3", grpc, "github.com/weaveworks/mesh", mod + "/raftadapter", mod + "/meshtransport"},
 		mod + "/meshtransport":     {mod + "/kvapi", mod + "/raftadapter", grpc},
+		// The auth core: etcd's protos, the standard library, bcrypt and JWT.
+		mod + "/kvapi/auth":         {"go.etcd.io/raft/v3", grpc, "github.com/weaveworks/mesh", mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport", mod + "/internal"},
+		mod + "/internal/tlsconfig": {grpc, mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport"},
 	}
 	for _, p := range goList(t) {
 		for _, b := range forbidden[p.ImportPath] {

@@ -17,7 +17,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/meshkv/meshkv/internal/listen"
 	"github.com/meshkv/meshkv/kvapi"
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 	"github.com/meshkv/meshkv/meshtransport"
 	"github.com/meshkv/meshkv/raftadapter"
@@ -41,6 +43,7 @@ type Node struct {
 	store *mvcc.Store
 	sm    *kvapi.StateMachine
 	api   *kvapi.Server
+	auth  *auth.Store // users, roles, tokens: replicated with the store
 
 	// raft is nil until the node has formed or joined a cluster (at once for
 	// a standalone node); clusterID is 0 until then.
@@ -84,11 +87,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		id:  randomID(),
 	}
 	n.log = cfg.Logger.With("member", fmt.Sprintf("%x", n.id))
-	store, err := loadInitialStore(cfg, n.log)
+	store, authSnap, err := loadInitialStore(cfg, n.log)
 	if err != nil {
 		return nil, err
 	}
 	n.store = store
+	if n.auth, err = auth.New(cfg.authConfig()); err != nil {
+		return nil, err
+	}
+	if authSnap != nil {
+		n.auth.Restore(authSnap)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.failed = make(chan struct{})
 	n.sm = kvapi.NewStateMachine(n.store)
@@ -107,21 +116,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) start() error {
 	// Listeners first, so that a taken port fails Start before anything runs.
-	for _, u := range n.cfg.ListenClientURLs {
-		hostport, _ := parseListenURL(u) // validated
-		l, err := net.Listen("tcp", hostport)
-		if err != nil {
-			return fmt.Errorf("meshkv: listen on %s: %w", u, err)
-		}
-		n.listeners = append(n.listeners, l)
+	var served []string
+	var err error
+	if n.listeners, served, err = openClientListeners(n.cfg.ListenClientURLs); err != nil {
+		return err
 	}
 	n.clientURLs = n.cfg.AdvertiseClientURLs
 	if len(n.clientURLs) == 0 {
-		for _, l := range n.listeners {
-			n.clientURLs = append(n.clientURLs, "http://"+l.Addr().String())
-		}
+		n.clientURLs = served
 	}
-
 	ac, err := kvapi.ParseAutoCompaction(n.cfg.AutoCompactionMode, n.cfg.AutoCompactionRetention)
 	if err != nil {
 		return err
@@ -133,6 +136,8 @@ func (n *Node) start() error {
 		RequestTimeout:    5*time.Second + 2*n.cfg.ElectionTimeout,
 		LeaderLossTimeout: 3 * n.cfg.ElectionTimeout,
 		AutoCompaction:    ac,
+		Auth:              n.auth,
+		ClientCertAuth:    n.cfg.ClientCertAuth,
 		Logger:            n.cfg.Logger,
 	}, n.store, replicator{n}, clusterView{n})
 	if err != nil {
@@ -157,9 +162,12 @@ func (n *Node) start() error {
 		return fmt.Errorf("meshkv: in-memory client: %w", err)
 	}
 	n.api.UseClient(n.client)
-	n.grpcServer = grpc.NewServer(n.api.ServerOptions()...)
+	// One server for every listener: the credentials handshake each
+	// connection as its listener says (TLS, plaintext or either) and mark
+	// the in-process one.
+	n.grpcServer = grpc.NewServer(append(n.api.ServerOptions(), grpc.Creds(listen.Credentials(n.cfg.ClientTLS)))...)
 	n.api.Register(n.grpcServer)
-	n.serve(n.inproc)
+	n.serve(listen.Inproc(n.inproc))
 	for _, l := range n.listeners {
 		n.serve(l)
 	}
@@ -240,6 +248,12 @@ func (n *Node) MeshAddr() string {
 
 // Client returns an etcd client connected to this node in memory (no TCP).
 // The node owns it and closes it on Close; callers must not close it.
+//
+// It is the embedding application's own access: while authentication is
+// enabled it acts as the root user (at any auth revision), so the
+// application can always manage users and enable or disable
+// authentication. A token sent with a request (a client of the in-memory
+// connection configured with a user) takes precedence, as for any client.
 func (n *Node) Client() *clientv3.Client { return n.client }
 
 // newInprocClient returns a client that reaches the gRPC server over the

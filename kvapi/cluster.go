@@ -25,11 +25,16 @@ type MembershipChanger interface {
 
 var _ pb.ClusterServer = clusterServer{}
 
+// MemberList needs credentials while authentication is enabled (etcd 3.7);
+// the other calls need the root role.
 func (s clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	if r.Linearizable {
 		if err := s.readBarrier(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if _, err := s.requireAuth(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.MemberListResponse{
 		Header:  s.header(s.store.Rev()),
@@ -37,11 +42,17 @@ func (s clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) 
 	}, nil
 }
 
-func (s clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+func (s clusterServer) MemberAdd(ctx context.Context, _ *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	return nil, status.Error(codes.Unimplemented, "meshkv: members join through the mesh; start a node with --peers instead of member add")
 }
 
 func (s clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	mc, ok := s.cluster.(MembershipChanger)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot change membership")
@@ -52,11 +63,17 @@ func (s clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveReque
 	return &pb.MemberRemoveResponse{Header: s.header(s.store.Rev()), Members: s.cluster.Members()}, nil
 }
 
-func (s clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+func (s clusterServer) MemberUpdate(ctx context.Context, _ *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	return nil, status.Error(codes.Unimplemented, "meshkv: members have no peer URLs to update; membership follows the mesh")
 }
 
 func (s clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	mc, ok := s.cluster.(MembershipChanger)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot change membership")

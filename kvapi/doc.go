@@ -1,5 +1,5 @@
-// Package kvapi serves etcd's v3 gRPC API (KV, Maintenance, Cluster, and in later
-// stages Lease, Watch, Lock and Election) on top of the replicated MVCC store.
+// Package kvapi serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance,
+// Cluster, Auth, Lock and Election) on top of the replicated MVCC store.
 //
 // Each RPC is a thin adapter: validate the request statically, then either
 //   - turn it into an [etcdserverpb.InternalRaftRequest] and hand it to a [Replicator]
@@ -14,7 +14,15 @@
 //
 // Maintenance.Snapshot streams the store as an etcd snapshot file (etcd's
 // bbolt backend layout, see internal/etcdsnap) from a copy-on-write capture,
-// in etcd's messages; [Config.Auth] supplies the auth state it carries.
+// in etcd's messages; it carries the auth state ([Config.Auth]).
+//
+// Authentication and roles follow etcd (package [auth] holds the state and the
+// rules): a request's identity comes from its token, its client certificate
+// (Config.ClientCertAuth) or the in-process connection (the application, acting
+// as root); see authctx.go. Writes carry it in the proposal's header and are
+// checked when applied, against the auth state at their place in the log;
+// reads, watches, leases and admin calls are checked when served. The auth
+// state is part of the state machine's snapshots (statemachine_auth.go).
 //
 // Errors are mapped to etcd's rpctypes gRPC errors here and only here, so etcd
 // clients see exactly etcd's codes and messages.

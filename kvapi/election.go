@@ -29,6 +29,7 @@ var _ v3electionpb.ElectionServer = electionServer{}
 // Campaign waits until the caller's lease leads election name, with value
 // as the leader's value.
 func (s electionServer) Campaign(ctx context.Context, r *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	sess, err := s.session(ctx, r.Lease)
 	if err != nil {
 		return nil, err
@@ -63,6 +64,7 @@ func (s electionServer) resume(ctx context.Context, k *v3electionpb.LeaderKey) (
 // Proclaim sets the leader's value, if the key still leads (else "election:
 // not leader").
 func (s electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	e, err := s.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -75,6 +77,7 @@ func (s electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRe
 
 // Resign gives up leadership if the key still leads.
 func (s electionServer) Resign(ctx context.Context, r *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	e, err := s.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,7 @@ func (s electionServer) Resign(ctx context.Context, r *v3electionpb.ResignReques
 // Leader returns the current leader's key-value ("election: no leader" if
 // none).
 func (s electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	sess, err := s.session(ctx, noLease)
 	if err != nil {
 		return nil, err
@@ -105,7 +109,7 @@ func (s electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderReques
 // Observe streams the leader's key-value each time leadership or the
 // leader's value changes, until the client goes away.
 func (s electionServer) Observe(r *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
-	ctx := stream.Context()
+	ctx := s.forwardCaller(stream.Context())
 	sess, err := s.session(ctx, noLease)
 	if err != nil {
 		return err

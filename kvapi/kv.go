@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -31,9 +32,18 @@ func (s kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespo
 			return nil, err
 		}
 	}
+	stale, err := s.checkRead(ctx, func(c auth.Checker, ai *auth.AuthInfo) error {
+		return c.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	})
+	if err != nil {
+		return nil, err
+	}
 	resp, err := s.store.Range(r)
 	if err != nil {
 		return nil, togRPCError(ctx, err)
+	}
+	if err := stale(); err != nil {
+		return nil, err
 	}
 	s.fillHeader(&resp.Header)
 	return resp, nil
@@ -46,7 +56,11 @@ func (s kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, e
 	if s.overQuota() {
 		return nil, rpctypes.ErrGRPCNoSpace
 	}
-	v, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	ai, err := s.authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Header: requestHeader(ai), Put: r})
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +76,11 @@ func (s kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*p
 	if err := mvcc.CheckDeleteRange(r); err != nil {
 		return nil, togRPCError(ctx, err)
 	}
-	v, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	ai, err := s.authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Header: requestHeader(ai), DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
@@ -87,9 +105,18 @@ func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, e
 				return nil, err
 			}
 		}
+		stale, err := s.checkRead(ctx, func(c auth.Checker, ai *auth.AuthInfo) error {
+			return c.CheckTxn(ai, r, storeLeases{s.store})
+		})
+		if err != nil {
+			return nil, err
+		}
 		resp, err := s.store.Txn(r)
 		if err != nil {
 			return nil, togRPCError(ctx, err)
+		}
+		if err := stale(); err != nil {
+			return nil, err
 		}
 		s.fillHeader(&resp.Header)
 		return resp, nil
@@ -97,7 +124,11 @@ func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, e
 	if s.overQuota() && txnPuts(r) {
 		return nil, rpctypes.ErrGRPCNoSpace
 	}
-	v, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	ai, err := s.authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Header: requestHeader(ai), Txn: r})
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +140,11 @@ func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, e
 	return resp, nil
 }
 
+// Compact needs the root role while authentication is enabled, as in etcd.
 func (s kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	v, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err

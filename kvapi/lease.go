@@ -112,9 +112,13 @@ func (s *Server) SetLeaseConfig(c LeaseConfig) error {
 // revisions at once. Without it leases never expire. Call it once, before the
 // replicator applies entries; the leases already in the store are adopted
 // with their full (or checkpointed) TTL from now.
+//
+// It also makes the state machine apply auth requests to the Server's auth
+// store (Config.Auth).
 func (s *Server) UseStateMachine(sm *StateMachine) {
 	sm.lessor.Store(s.lessor)
 	sm.watch.Store(s.watch)
+	sm.UseAuth(s.auth)
 	s.lessor.attach()
 }
 
@@ -152,6 +156,9 @@ func randomLeaseID() int64 {
 const grantAttempts = 3
 
 func (s leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if _, err := s.requireAuth(ctx); err != nil {
+		return nil, err
+	}
 	if r.TTL > mvcc.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
@@ -186,8 +193,14 @@ func (s leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*
 	}
 }
 
+// LeaseRevoke needs credentials while authentication is enabled, and write
+// permission on every key attached to the lease (checked when applied).
 func (s leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	v, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	ai, err := s.requireAuth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.propose(ctx, &pb.InternalRaftRequest{Header: requestHeader(ai), LeaseRevoke: r})
 	if err != nil {
 		return nil, leaseError(ctx, err)
 	}
@@ -197,6 +210,27 @@ func (s leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) 
 	}
 	s.fillHeader(&resp.Header)
 	return resp, nil
+}
+
+// checkRenew checks a keepalive as etcd 3.7 does: credentials while
+// authentication is enabled, and write permission on every key attached to
+// the lease, unchanged auth state meanwhile.
+func (s *Server) checkRenew(ctx context.Context, id int64) error {
+	if !s.auth.Enabled() {
+		return nil
+	}
+	rev := s.auth.Revision()
+	ai, err := s.requireAuth(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.auth.Checker().CheckLeaseWrite(ai, id, storeLeases{s.store}); err != nil {
+		return authError(err)
+	}
+	if rev != s.auth.Revision() {
+		return rpctypes.ErrGRPCAuthOldRevision
+	}
+	return nil
 }
 
 // renew replicates one keepalive and returns the lease's TTL, 0 if the lease
@@ -233,6 +267,9 @@ func (s leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error 
 		if err != nil {
 			return err
 		}
+		if err := s.checkRenew(ctx, req.ID); err != nil {
+			return err
+		}
 		// The header is taken before the renewal, so its revision is never
 		// above the one at which the renewal happened.
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: s.header(s.store.Rev())}
@@ -245,9 +282,24 @@ func (s leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error 
 	}
 }
 
+// LeaseTimeToLive needs credentials while authentication is enabled, and,
+// with the attached keys asked for, read permission on each (etcd 3.7).
 func (s leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	ai, err := s.requireAuth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rev := s.auth.Revision()
+	if r.Keys {
+		if err := s.auth.Checker().CheckLeaseRead(ai, r.ID, storeLeases{s.store}); err != nil {
+			return nil, authError(err)
+		}
+	}
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
+	}
+	if r.Keys && s.auth.Enabled() && rev != s.auth.Revision() {
+		return nil, rpctypes.ErrGRPCAuthOldRevision
 	}
 	info, ok := s.store.Lease(r.ID)
 	if !ok {
@@ -272,11 +324,30 @@ func (s leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveR
 	return resp, nil
 }
 
+// LeaseLeases lists every lease to admins; other users need read permission
+// on every key attached to any lease (etcd 3.7).
 func (s leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
 	infos := s.store.Leases()
+	if s.auth.Enabled() {
+		rev := s.auth.Revision()
+		ai, err := s.authInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]int64, len(infos))
+		for i, info := range infos {
+			ids[i] = info.ID
+		}
+		if err := s.auth.Checker().CheckLeases(ai, ids, storeLeases{s.store}); err != nil {
+			return nil, authError(err)
+		}
+		if rev != s.auth.Revision() {
+			return nil, rpctypes.ErrGRPCAuthOldRevision
+		}
+	}
 	resp := &pb.LeaseLeasesResponse{Header: s.header(s.store.Rev()), Leases: make([]*pb.LeaseStatus, len(infos))}
 	for i, info := range infos {
 		resp.Leases[i] = &pb.LeaseStatus{ID: info.ID}

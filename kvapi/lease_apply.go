@@ -14,10 +14,12 @@ import (
 //
 //   - LeaseGrant{ID, TTL}: the proposer has already chosen the id and raised
 //     the TTL to the minimum, so every member applies the same grant.
-//   - LeaseRevoke{ID} without a Header: a client's revoke; unconditional.
-//   - LeaseRevoke{ID} with a Header: an expiry revoke by the leader's lessor.
-//     Header.ID is its basis (see below); the revoke is skipped if the lease
-//     was renewed after the basis.
+//   - LeaseRevoke{ID} without a Header, or with one naming a user (the
+//     client's identity, for the permission check): a client's revoke;
+//     unconditional.
+//   - LeaseRevoke{ID} with a Header naming no user: an expiry revoke by the
+//     leader's lessor. Header.ID is its basis (see below); the revoke is
+//     skipped if the lease was renewed after the basis.
 //   - LeaseCheckpoint entries with Remaining_TTL <= 0: renewals (one
 //     keepalive), the way etcd itself encodes a renewal that resets a
 //     checkpointed remainder. A renewal restarts the lease's countdown from
@@ -115,7 +117,7 @@ func changedAfter(l mvcc.LeaseInfo, basis uint64) bool {
 }
 
 func (sm *StateMachine) applyLeaseRevoke(index uint64, h *pb.RequestHeader, r *pb.LeaseRevokeRequest) (any, error) {
-	if h != nil {
+	if isExpiryRevoke(h) {
 		if l, ok := sm.store.Lease(r.ID); ok && changedAfter(l, h.ID) {
 			sm.notifyLease(index)
 			return nil, errLeaseRenewed

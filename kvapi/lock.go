@@ -14,7 +14,8 @@ import (
 )
 
 // The Lock and Election services are clients of this member's own KV, Lease
-// and Watch services (as etcd builds them): a lock is a concurrency.Mutex on
+// and Watch services (as etcd builds them), acting with their caller's
+// credentials (Server.forwardCaller): a lock is a concurrency.Mutex on
 // the lock name, held by a key under the caller's lease; an election is a
 // concurrency.Election. Errors pass through as etcd passes them, so clients
 // see etcd's codes (mostly Unknown with etcd's message).
@@ -64,6 +65,7 @@ var _ v3lockpb.LockServer = lockServer{}
 // returns the lock key (name/<lease hex>). Locking again with the same lease
 // returns at once.
 func (s lockServer) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	sess, err := s.session(ctx, r.Lease)
 	if err != nil {
 		return nil, err
@@ -77,6 +79,7 @@ func (s lockServer) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockp
 
 // Unlock deletes the lock key.
 func (s lockServer) Unlock(ctx context.Context, r *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
+	ctx = s.forwardCaller(ctx)
 	c, err := s.ownClient()
 	if err != nil {
 		return nil, err

@@ -22,6 +22,9 @@ var _ pb.MaintenanceServer = maintenanceServer{}
 // or deletes bring the store under the quota, so disarming it is accepted and
 // changes nothing. Activating alarms is refused.
 func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if err := s.checkAlarm(ctx, r); err != nil {
+		return nil, err
+	}
 	resp := &pb.AlarmResponse{Header: s.header(s.store.Rev())}
 	switch r.Action {
 	case pb.AlarmRequest_GET, pb.AlarmRequest_DEACTIVATE:
@@ -35,6 +38,9 @@ func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.A
 }
 
 func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if _, err := s.requireAuth(ctx); err != nil {
+		return nil, err
+	}
 	rs := s.cluster.RaftStatus()
 	// etcdctl's endpoint status divides by DbSize; etcd's database file is
 	// never empty, and neither is the size we report.
@@ -58,12 +64,18 @@ func (s maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb
 
 // Defragment succeeds at once: an in-memory store has nothing to defragment.
 func (s maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	return &pb.DefragmentResponse{Header: s.header(s.store.Rev())}, nil
 }
 
 // Hash is etcd's whole-store hash; meshkv answers it with the KV hash at the
 // current revision, which is what the consistency checks compare.
 func (s maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	rev := s.store.Rev()
 	h, _, err := s.store.Hash(rev)
 	if err != nil {
@@ -73,6 +85,9 @@ func (s maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Has
 }
 
 func (s maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	cur := s.store.Rev()
 	rev := r.Revision
 	if rev == 0 {
@@ -94,6 +109,9 @@ type LeaderMover interface {
 // MoveLeader hands leadership to voter TargetID, as etcdctl move-leader. As in
 // etcd, it must be sent to the leader.
 func (s maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	lm, ok := s.cluster.(LeaderMover)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "meshkv: this member cannot move leadership")
@@ -104,6 +122,21 @@ func (s maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderReque
 	return &pb.MoveLeaderResponse{Header: s.header(s.store.Rev())}, nil
 }
 
-func (s maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+func (s maintenanceServer) Downgrade(ctx context.Context, _ *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	return nil, status.Error(codes.Unimplemented, "meshkv: downgrade does not apply to an in-memory store")
+}
+
+// checkAlarm checks an Alarm request as etcd 3.7 does: listing alarms needs
+// credentials while authentication is enabled, changing them the root role.
+// Maintenance requests other than Status and Alarm listing all need the
+// root role.
+func (s maintenanceServer) checkAlarm(ctx context.Context, r *pb.AlarmRequest) error {
+	if r.Action == pb.AlarmRequest_GET {
+		_, err := s.requireAuth(ctx)
+		return err
+	}
+	return s.requireAdmin(ctx)
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -91,9 +92,15 @@ type Config struct {
 	QuotaBytes int64
 	// AutoCompaction bounds the history kept (default: none, as etcd).
 	AutoCompaction AutoCompaction
-	// Auth, if set, supplies the auth state (users, roles, enabled) that
-	// Maintenance.Snapshot writes into the file; nil writes auth disabled.
-	Auth AuthExporter
+	// Auth is the auth state requests are checked against; the state
+	// machine applies auth requests to it (UseStateMachine connects them),
+	// and Maintenance.Snapshot writes it into the file. Nil: a store with
+	// the default options (simple tokens).
+	Auth *auth.Store
+	// ClientCertAuth makes the common name of a TLS client's verified
+	// certificate name the user of its requests without a token, while
+	// authentication is enabled (etcd's --client-cert-auth).
+	ClientCertAuth bool
 	// Logger receives state changes and errors worth a look (nil = discard).
 	Logger *slog.Logger
 }
@@ -149,6 +156,7 @@ type Server struct {
 	watch   *watchHub        // feeds watch streams from the apply path
 	lessor  *lessor          // lease deadlines and expiry
 	client  *clientv3.Client // this member's own client, for Lock and Election
+	auth    *auth.Store      // see authctx.go
 
 	requireLeader requireLeader // open streams that need a leader
 }
@@ -159,7 +167,14 @@ func NewServer(cfg Config, store *mvcc.Store, rep Replicator, cluster Cluster) (
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg.withDefaults(), store: store, rep: rep, cluster: cluster}
+	s := &Server{cfg: cfg.withDefaults(), store: store, rep: rep, cluster: cluster, auth: cfg.Auth}
+	if s.auth == nil {
+		a, err := auth.New(auth.Config{Logger: s.cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.auth = a
+	}
 	s.watch = newWatchHub(s)
 	s.lessor = newLessor(s)
 	return s, nil
@@ -190,6 +205,7 @@ func (s *Server) Register(g *grpc.Server) {
 	s.registerWatch(g)
 	s.registerLease(g)
 	s.registerLockElection(g)
+	s.registerAuth(g)
 }
 
 // streamWorkers is the number of goroutines gRPC keeps for serving calls;
@@ -335,6 +351,9 @@ func togRPCError(ctx context.Context, err error) error {
 	var se interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &se) {
 		return err
+	}
+	if g, ok := auth.GRPCError(err); ok {
+		return g
 	}
 	for _, m := range storeErrors {
 		if errors.Is(err, m.err) {

@@ -1,7 +1,6 @@
 package kvapi
 
 import (
-	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,24 +13,6 @@ import (
 // (32 KiB: several pages per message).
 const snapshotChunkSize = 32 << 10
 
-// AuthState is the auth part of a snapshot: what etcd keeps in its auth
-// buckets.
-type AuthState struct {
-	Enabled bool
-	// Revision is the auth store's revision.
-	Revision uint64
-	Users    []*authpb.User
-	Roles    []*authpb.Role
-}
-
-// AuthExporter is implemented by the auth store, so that snapshots carry
-// users, roles and the enabled state. ExportAuth must return a consistent
-// state that the caller may read while the auth store goes on (copies, or
-// messages it never modifies again); it may be called from any goroutine.
-type AuthExporter interface {
-	ExportAuth() AuthState
-}
-
 // Snapshot streams this member's store as an etcd snapshot file: the bbolt
 // database of etcd's backend layout, in 32 KiB messages whose
 // remaining_bytes count down the database bytes still to come, then a last
@@ -43,12 +24,13 @@ type AuthExporter interface {
 // a quorum read.
 func (s maintenanceServer) Snapshot(r *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
 	ctx := srv.Context()
+	if err := s.requireAdmin(ctx); err != nil {
+		return err
+	}
 	rs := s.cluster.RaftStatus()
 	opts := etcdsnap.WriteOptions{ConsistentIndex: rs.AppliedIndex, Term: rs.Term}
-	if s.cfg.Auth != nil {
-		a := s.cfg.Auth.ExportAuth()
-		opts.Auth = &etcdsnap.Auth{Enabled: a.Enabled, Revision: a.Revision, Users: a.Users, Roles: a.Roles}
-	}
+	a := s.auth.Export()
+	opts.Auth = &etcdsnap.Auth{Enabled: a.Enabled, Revision: a.Revision, Users: a.Users, Roles: a.Roles}
 	sn := s.store.Snapshot()
 	f, err := backup.Prepare(sn, opts)
 	if err != nil {

@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 
-	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/meshkv/meshkv/internal/backup"
 	"github.com/meshkv/meshkv/internal/etcdsnap"
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -71,19 +74,58 @@ func sameStoreContent(t *testing.T, got, want *mvcc.Store) {
 	}
 }
 
-type fakeAuth struct{}
-
-func (fakeAuth) ExportAuth() AuthState {
-	return AuthState{Enabled: true, Revision: 3, Users: []*authpb.User{{Name: []byte("root"), Roles: []string{"root"}}},
-		Roles: []*authpb.Role{{Name: []byte("root")}}}
+// rootAuth returns an auth store with a root user, not yet enabled, and a
+// function that enables it and returns a token of root's.
+func rootAuth(t *testing.T) (*auth.Store, func() string) {
+	t.Helper()
+	a, err := auth.New(auth.Config{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := a.HashPassword("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UserAdd(&pb.AuthUserAddRequest{Name: "root", HashedPassword: h}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RoleAdd(&pb.AuthRoleAddRequest{Name: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UserGrantRole(&pb.AuthUserGrantRoleRequest{User: "root", Role: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	return a, func() string {
+		t.Helper()
+		if _, err := a.AuthEnable(); err != nil {
+			t.Fatal(err)
+		}
+		g, err := a.Authenticate(1, &pb.InternalAuthenticateRequest{Name: "root", SimpleToken: "snapshottest"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Applied(1)
+		tok, err := a.Token(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
 }
 
 // etcdctl snapshot save's client path gets a file that loads back into the
-// same store, with its sha256 in place and the auth state included.
+// same store, with its sha256 in place and the auth state included. With
+// auth enabled, it takes the root role, as in etcd.
 func TestSnapshotRPCFile(t *testing.T) {
-	ts := newTestServer(t, Config{Auth: fakeAuth{}})
+	a, enable := rootAuth(t)
+	ts := newTestServer(t, Config{Auth: a})
 	fillForSnapshot(t, ts)
-	resp, err := ts.cli.SnapshotWithVersion(t.Context())
+	tok := enable()
+	if _, err := ts.cli.SnapshotWithVersion(t.Context()); err == nil || !strings.Contains(err.Error(), "user name is empty") {
+		t.Fatalf("snapshot without credentials: %v", err)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), rpctypes.TokenFieldNameGRPC, tok)
+	resp, err := ts.cli.SnapshotWithVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
@@ -21,13 +22,22 @@ var ErrBadEntry = errors.New("kvapi: undecodable log entry")
 // called by the replicator's apply goroutine, one at a time, in log order.
 type StateMachine struct {
 	store  *mvcc.Store
-	lessor atomic.Pointer[lessor]   // told of lease changes (Server.UseStateMachine); see lease_apply.go
-	watch  atomic.Pointer[watchHub] // told of restores (Server.UseStateMachine)
+	lessor atomic.Pointer[lessor]     // told of lease changes (Server.UseStateMachine); see lease_apply.go
+	watch  atomic.Pointer[watchHub]   // told of restores (Server.UseStateMachine)
+	auth   atomic.Pointer[auth.Store] // the replicated auth state; see statemachine_auth.go
 }
 
-// NewStateMachine returns the state machine that applies requests to store.
+// NewStateMachine returns the state machine that applies requests to store,
+// and auth requests to an auth store with the default options until UseAuth
+// gives it another.
 func NewStateMachine(store *mvcc.Store) *StateMachine {
-	return &StateMachine{store: store}
+	sm := &StateMachine{store: store}
+	a, err := auth.New(auth.Config{})
+	if err != nil {
+		panic(fmt.Sprintf("kvapi: the default auth options are invalid: %v", err)) // cannot happen
+	}
+	sm.auth.Store(a)
+	return sm
 }
 
 // result is what Apply hands back to the proposing RPC.
@@ -36,12 +46,18 @@ type result struct {
 	err  error
 }
 
-// Apply decodes one committed request and applies it. Its result is a
-// *result; errors in it are the store's sentinel errors.
+// Apply decodes one committed request, checks its permissions and applies
+// it. Its result is a *result; errors in it are the store's and the auth
+// store's sentinel errors.
 func (sm *StateMachine) Apply(index uint64, data []byte) any {
+	a := sm.authStore()
+	defer a.Applied(index)
 	r := new(pb.InternalRaftRequest)
 	if err := proto.Unmarshal(data, r); err != nil {
 		return &result{err: fmt.Errorf("%w at index %d: %v", ErrBadEntry, index, err)}
+	}
+	if err := sm.checkApply(a, r); err != nil {
+		return &result{err: err}
 	}
 	var res result
 	switch {
@@ -60,20 +76,23 @@ func (sm *StateMachine) Apply(index uint64, data []byte) any {
 	case r.LeaseCheckpoint != nil:
 		res.resp, res.err = sm.applyLeaseCheckpoint(index, r.Header, r.LeaseCheckpoint)
 	default:
-		res.err = fmt.Errorf("%w at index %d: no known request", ErrBadEntry, index)
+		var ok bool
+		if res, ok = sm.applyAuth(index, a, r); !ok {
+			res.err = fmt.Errorf("%w at index %d: no known request", ErrBadEntry, index)
+		}
 	}
 	return &res
 }
 
-// Snapshot captures the store as of the last applied entry. Serializing the
-// capture may happen on another goroutine.
+// Snapshot captures the store and the auth state as of the last applied
+// entry. Serializing the capture may happen on another goroutine.
 func (sm *StateMachine) Snapshot() (io.WriterTo, error) {
-	return sm.store.Snapshot(), nil
+	return snapshot{auth: sm.authStore().Snapshot(), store: sm.store.Snapshot()}, nil
 }
 
 // Restore replaces the whole state with a snapshot's.
 func (sm *StateMachine) Restore(r io.Reader) error {
-	if err := sm.store.Restore(r); err != nil {
+	if err := sm.restore(r); err != nil {
 		return err
 	}
 	sm.leaseRestored()

@@ -274,6 +274,9 @@ func (st *watchStream) create(r *pb.WatchCreateRequest) error {
 	if r.StartRevision < 0 {
 		return refuse(rpctypes.ErrCompacted.Error())
 	}
+	if reason := st.s.watchRefusal(st.ctx, key, r.RangeEnd); reason != "" {
+		return refuse(reason)
+	}
 	if len(end) > 0 && bytes.Compare(key, end) >= 0 {
 		return refuse(reasonEmptyRange)
 	}

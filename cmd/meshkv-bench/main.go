@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv/internal/bench"
+	"github.com/meshkv/meshkv/internal/tlsconfig"
 )
 
 func main() {
@@ -39,6 +40,7 @@ type options struct {
 	endpoints []string
 	conns     int
 	json      bool
+	client    bench.ClientOptions
 }
 
 const usageHead = `Usage: meshkv-bench [flags] WORKLOAD [flags]
@@ -62,6 +64,8 @@ Workloads:
   mixed   random get, put or txn by --mix (writes the key space first)
   load    write each key of --keys once, then stop (for memory use with
           --rss-pids)
+  connect open a fresh connection (a full TLS handshake with TLS flags),
+          put a random key over it, close it
 
 Flags:
 `
@@ -74,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
 	}
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client `addresses` (host:port or http://host:port) of the servers")
+	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client `addresses` (host:port, http(s)://host:port or unix(s)://path) of the servers")
 	workload := fs.String("workload", "", "the `workload` (or give it as the first argument)")
 	fs.IntVar(&o.cfg.Clients, "clients", bench.DefaultClients, "concurrent workers (watch: writers)")
 	fs.IntVar(&o.conns, "conns", 1, "gRPC connections, shared round-robin by the workers")
@@ -96,6 +100,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	rssPids := fs.String("rss-pids", "", "comma-separated server `PIDs` whose summed RSS to report at the end")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON (durations in ns)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	cacert := fs.String("cacert", "", "verify the servers' certificates with this CA `file` (TLS)")
+	cert := fs.String("cert", "", "client certificate `file` (TLS)")
+	key := fs.String("key", "", "client key `file` (TLS)")
+	skipVerify := fs.Bool("insecure-skip-tls-verify", false, "accept any server certificate (TLS)")
+	user := fs.String("user", "", "etcd user, `name[:password]` (not for connect)")
+	password := fs.String("password", "", "password of --user (instead of name:password)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -156,7 +166,46 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if !*quiet {
 		o.cfg.Progress = stderr
 	}
+	if err := o.setClient(*cacert, *cert, *key, *skipVerify, *user, *password); err != nil {
+		return nil, err
+	}
 	return o, o.cfg.Validate()
+}
+
+// setClient sets the clients' TLS configuration (when a TLS flag is given
+// or an endpoint is https:// or unixs://) and user.
+func (o *options) setClient(cacert, cert, key string, skipVerify bool, user, password string) error {
+	secure := cacert != "" || cert != "" || key != "" || skipVerify
+	for _, ep := range o.endpoints {
+		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
+			secure = true
+		}
+	}
+	if secure {
+		cfg, err := tlsconfig.Client(tlsconfig.ClientOptions{CAFile: cacert, CertFile: cert, KeyFile: key, InsecureSkipVerify: skipVerify})
+		if err != nil {
+			return err
+		}
+		o.client.TLS = cfg
+		o.cfg.TLS = cfg
+	}
+	if user != "" {
+		name, pw, ok := strings.Cut(user, ":")
+		if ok && password != "" {
+			return errors.New("--user name:password and --password given both")
+		}
+		if !ok {
+			pw = password
+		}
+		o.client.Username, o.client.Password = name, pw
+	}
+	if o.cfg.Workload == bench.Connect {
+		if o.client.Username != "" {
+			return errors.New("--user does not apply to the connect workload (it would authenticate on every connection)")
+		}
+		o.cfg.Endpoints = o.endpoints
+	}
+	return nil
 }
 
 func splitList(s string) []string {
@@ -190,7 +239,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "meshkv-bench: %v\n", err)
 		return 2
 	}
-	clients, err := bench.Dial(ctx, o.endpoints, o.conns)
+	clients, err := bench.DialWith(ctx, o.endpoints, o.conns, o.client)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshkv-bench: %v\n", err)
 		return 1

@@ -46,7 +46,7 @@ func TestEnvironment(t *testing.T) {
 	if _, err := parseFlags(nil, []string{"ETCD_MAX_TXN_OPS=many"}); err == nil || !strings.Contains(err.Error(), "ETCD_MAX_TXN_OPS") {
 		t.Errorf("bad environment value: err %v, want one naming the variable", err)
 	}
-	if _, err := parseFlags(nil, []string{"ETCD_CERT_FILE=/x.pem"}); err == nil {
+	if _, err := parseFlags(nil, []string{"ETCD_PEER_CERT_FILE=/x.pem"}); err == nil {
 		t.Error("a refused etcd flag from the environment was accepted")
 	}
 }
@@ -102,7 +102,7 @@ target-voters: 5
 
 	for name, content := range map[string]string{
 		"unknown key":   "nmae: x\n",
-		"refused":       "cert-file: /etc/ssl/x.pem\n",
+		"refused":       "client-cert-allowed-hostname: x.example\n",
 		"peer tls":      "peer-transport-security:\n  cert-file: /x.pem\n",
 		"unknown tls":   "client-transport-security:\n  cert: /x.pem\n",
 		"bad value":     "max-txn-ops: lots\n",

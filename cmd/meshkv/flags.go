@@ -36,6 +36,8 @@ type options struct {
 	// etcd's clustering flags, translated by finish().
 	listenPeerURLs, initialCluster, initialClusterToken string
 
+	security *securityFlags // client TLS and auth; see security.go
+
 	fs      *flag.FlagSet
 	foreign []*foreignValue
 	// warnings are logged once the logger exists (ignored etcd flags,
@@ -50,7 +52,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	// stdout from run.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&o.listen, "listen-client-urls", "http://127.0.0.1:2379", "comma-separated `URLs` to serve clients on (http://host:port)")
+	fs.StringVar(&o.listen, "listen-client-urls", "http://127.0.0.1:2379", "comma-separated `URLs` to serve clients on: http://host:port, https://host:port (TLS), unix://path, unixs://path; http and https on one address share its port")
 	fs.StringVar(&o.advertise, "advertise-client-urls", "", "comma-separated client `URLs` announced to clients (default: the listen URLs)")
 	fs.StringVar(&o.cfg.Name, "name", meshkv.DefaultName, "human-readable `name` of this member")
 	fs.IntVar(&o.cfg.MaxRequestBytes, "max-request-bytes", kvapi.DefaultMaxRequestBytes, "maximum client request size in `bytes`")
@@ -79,6 +81,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.listenPeerURLs, "listen-peer-urls", "", "etcd's peer `URLs`: the first one's host:port is used as --mesh-listen")
 	fs.StringVar(&o.initialCluster, "initial-cluster", "", "etcd's `name=peerURL,...`: the other members' addresses become --peers and their count --initial-cluster-size")
 	fs.StringVar(&o.initialClusterToken, "initial-cluster-token", "", "etcd's cluster `token`: used as --cluster-name unless that is set")
+	o.security = addSecurityFlags(fs)
 	o.foreign = registerForeign(fs)
 	o.fs = fs
 	return fs

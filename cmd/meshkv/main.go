@@ -48,6 +48,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	for _, w := range o.warnings {
 		log.Warn(w)
 	}
+	if err := o.security.apply(&o.cfg, log); err != nil {
+		fmt.Fprintf(stderr, "meshkv: %v\n", err)
+		return 2
+	}
 	if err := o.cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "meshkv: %v\n", err)
 		return 2

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,11 +39,15 @@ const (
 	// and stops when done (Duration and Warmup do not apply). Failed puts
 	// are counted; three in a row on one worker end the run with an error.
 	Load Workload = "load"
+	// Connect opens a fresh gRPC connection to one of Config.Endpoints (a
+	// TLS handshake with Config.TLS), puts a random key over it and closes
+	// it: the cost of a new client.
+	Connect Workload = "connect"
 )
 
 // Workloads returns every workload, in the order of the help text.
 func Workloads() []Workload {
-	return []Workload{Put, Get, Txn, Lock, Lease, Watch, Mixed, Load}
+	return []Workload{Put, Get, Txn, Lock, Lease, Watch, Mixed, Load, Connect}
 }
 
 // ParseWorkload returns the workload called s.
@@ -168,6 +173,12 @@ type Config struct {
 	Progress io.Writer
 	// ProgressInterval is the time between progress lines (default 1s).
 	ProgressInterval time.Duration
+	// Endpoints are the servers the Connect workload dials (host:port,
+	// http(s)://host:port or unix(s)://path); the other workloads use the
+	// clients given to Run.
+	Endpoints []string
+	// TLS secures the Connect workload's connections (nil: plaintext).
+	TLS *tls.Config
 }
 
 // Defaults.
@@ -222,6 +233,9 @@ func (c Config) Validate() error {
 		return bad("negative op timeout or progress interval")
 	case c.Mix.Get < 0 || c.Mix.Put < 0 || c.Mix.Txn < 0:
 		return bad("negative mix weight in %v", c.Mix)
+	}
+	if c.Workload == Connect && len(c.Endpoints) == 0 {
+		return bad("the connect workload needs endpoints")
 	}
 	for _, p := range append(append([]int(nil), c.CPUPIDs...), c.RSSPIDs...) {
 		if p <= 0 {

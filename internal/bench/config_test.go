@@ -45,18 +45,19 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("minimal config: %v", err)
 	}
 	bad := map[string]func(*Config){
-		"no workload":         func(c *Config) { c.Workload = "" },
-		"unknown workload":    func(c *Config) { c.Workload = "scan" },
-		"negative clients":    func(c *Config) { c.Clients = -1 },
-		"negative keys":       func(c *Config) { c.Keys = -1 },
-		"negative value":      func(c *Config) { c.ValueSize = -1 },
-		"negative duration":   func(c *Config) { c.Duration = -time.Second },
-		"negative warmup":     func(c *Config) { c.Warmup = -time.Second },
-		"negative rate":       func(c *Config) { c.Rate = -1 },
-		"fractional TTL":      func(c *Config) { c.LeaseTTL = 1500 * time.Millisecond },
-		"negative mix weight": func(c *Config) { c.Mix = Mix{Get: -1, Put: 2} },
-		"bad pid":             func(c *Config) { c.CPUPIDs = []int{0} },
-		"bad rss pid":         func(c *Config) { c.RSSPIDs = []int{-4} },
+		"no workload":               func(c *Config) { c.Workload = "" },
+		"unknown workload":          func(c *Config) { c.Workload = "scan" },
+		"negative clients":          func(c *Config) { c.Clients = -1 },
+		"negative keys":             func(c *Config) { c.Keys = -1 },
+		"negative value":            func(c *Config) { c.ValueSize = -1 },
+		"negative duration":         func(c *Config) { c.Duration = -time.Second },
+		"negative warmup":           func(c *Config) { c.Warmup = -time.Second },
+		"negative rate":             func(c *Config) { c.Rate = -1 },
+		"fractional TTL":            func(c *Config) { c.LeaseTTL = 1500 * time.Millisecond },
+		"negative mix weight":       func(c *Config) { c.Mix = Mix{Get: -1, Put: 2} },
+		"bad pid":                   func(c *Config) { c.CPUPIDs = []int{0} },
+		"bad rss pid":               func(c *Config) { c.RSSPIDs = []int{-4} },
+		"connect without endpoints": func(c *Config) { c.Workload = Connect },
 	}
 	for name, mutate := range bad {
 		c := ok

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -16,10 +17,27 @@ const dialTimeout = 5 * time.Second
 // ErrNoEndpoints is returned by Dial without endpoints.
 var ErrNoEndpoints = errors.New("bench: no endpoints")
 
-// Dial opens conns etcd clients (each its own gRPC connection, balancing
+// ClientOptions are the transport security and credentials of the clients
+// DialWith opens. The zero value is plaintext without a user.
+type ClientOptions struct {
+	// TLS secures the connections (nil: plaintext, unless an endpoint is
+	// https:// or unixs://, which then uses the system's roots).
+	TLS *tls.Config
+	// Username and Password authenticate each client (etcd's auth); empty
+	// Username: none.
+	Username string
+	Password string
+}
+
+// Dial opens conns plaintext etcd clients without a user; see DialWith.
+func Dial(ctx context.Context, endpoints []string, conns int) ([]*clientv3.Client, error) {
+	return DialWith(ctx, endpoints, conns, ClientOptions{})
+}
+
+// DialWith opens conns etcd clients (each its own gRPC connection, balancing
 // over all endpoints) for Run. The clients live until CloseAll, or until ctx
 // ends.
-func Dial(ctx context.Context, endpoints []string, conns int) ([]*clientv3.Client, error) {
+func DialWith(ctx context.Context, endpoints []string, conns int, opts ClientOptions) ([]*clientv3.Client, error) {
 	if len(endpoints) == 0 {
 		return nil, ErrNoEndpoints
 	}
@@ -33,6 +51,9 @@ func Dial(ctx context.Context, endpoints []string, conns int) ([]*clientv3.Clien
 			DialTimeout: dialTimeout,
 			Context:     ctx,
 			Logger:      zap.NewNop(),
+			TLS:         opts.TLS,
+			Username:    opts.Username,
+			Password:    opts.Password,
 		})
 		if err != nil {
 			CloseAll(clients)

@@ -18,7 +18,14 @@ import (
 // client.
 func startNode(t *testing.T) *clientv3.Client {
 	t.Helper()
-	node, err := meshkv.Start(t.Context(), meshkv.Config{})
+	return startNodeTCP(t).Client()
+}
+
+// startNodeTCP starts an embedded single meshkv node that also listens on a
+// loopback port.
+func startNodeTCP(t *testing.T) *meshkv.Node {
+	t.Helper()
+	node, err := meshkv.Start(t.Context(), meshkv.Config{ListenClientURLs: []string{"http://127.0.0.1:0"}})
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
@@ -27,13 +34,14 @@ func startNode(t *testing.T) *clientv3.Client {
 			t.Errorf("close node: %v", err)
 		}
 	})
-	return node.Client()
+	return node
 }
 
 // TestWorkloadsSmoke runs every workload briefly against an embedded node and
 // checks that each measured something and nothing failed.
 func TestWorkloadsSmoke(t *testing.T) {
-	cli := startNode(t)
+	node := startNodeTCP(t)
+	cli := node.Client()
 	clients := []*clientv3.Client{cli}
 	for _, w := range bench.Workloads() {
 		t.Run(string(w), func(t *testing.T) {
@@ -51,6 +59,7 @@ func TestWorkloadsSmoke(t *testing.T) {
 				RSSPIDs:          []int{os.Getpid()},
 				Progress:         &progress,
 				ProgressInterval: 250 * time.Millisecond,
+				Endpoints:        node.ClientAddrs(),
 			}
 			res, err := bench.Run(t.Context(), cfg, clients)
 			if err != nil {

@@ -45,6 +45,8 @@ func (r *runner) opFunc() opFunc {
 		return r.lease
 	case Watch:
 		return r.watchWrite
+	case Connect:
+		return r.connect
 	default: // Mixed; Validate admits nothing else here
 		return r.mixed
 	}

@@ -15,11 +15,15 @@ import (
 // loopback port and returns a raw gRPC connection to it. It goes through TCP
 // with default gRPC options, like the connection to etcd, so that no client
 // side limit (clientv3 caps what it sends) hides how the server answers.
-func startMeshkv(t *testing.T) *grpc.ClientConn {
+func startMeshkv(t *testing.T, opts ...func(*meshkv.Config)) *grpc.ClientConn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	n, err := meshkv.Start(ctx, meshkv.Config{Name: "difftest", ListenClientURLs: []string{"http://127.0.0.1:0"}})
+	cfg := meshkv.Config{Name: "difftest", ListenClientURLs: []string{"http://127.0.0.1:0"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := meshkv.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start meshkv: %v", err)
 	}

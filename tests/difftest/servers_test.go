@@ -47,7 +47,7 @@ func startPair(t *testing.T) (ref, sut *target) {
 // startEtcd runs an embedded single-member etcd with default limits and
 // timing (so lease TTL minimums match), without fsync, and returns a gRPC
 // connection to it.
-func startEtcd(t *testing.T) *grpc.ClientConn {
+func startEtcd(t *testing.T, opts ...func(*embed.Config)) *grpc.ClientConn {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "difftest"
@@ -61,6 +61,9 @@ func startEtcd(t *testing.T) *grpc.ClientConn {
 	cfg.ListenClientUrls = []url.URL{zero}
 	cfg.AdvertiseClientUrls = []url.URL{zero}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	for _, o := range opts {
+		o(cfg)
+	}
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

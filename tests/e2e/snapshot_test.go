@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -287,29 +286,56 @@ func TestSnapshotMeshkvToMeshkv(t *testing.T) {
 	sameState(t, "meshkv started from meshkv's snapshot", readState(t, m2.client(t)), want)
 }
 
-// An etcd snapshot with auth enabled is refused by meshkv (which does not
-// enforce auth yet) with a message that says what to do.
-func TestSnapshotWithAuthRefused(t *testing.T) {
+// An etcd snapshot with auth enabled brings its users, roles and
+// permissions along: meshkv enforces them from the start.
+func TestSnapshotWithAuth(t *testing.T) {
 	e := startEtcd(t)
-	mustCtl(t, []string{e.endpoint}, "put", "secret", "s")
-	mustCtl(t, []string{e.endpoint}, "user", "add", "root:rootpw")
-	mustCtl(t, []string{e.endpoint}, "auth", "enable")
+	ep := []string{e.endpoint}
+	mustCtl(t, ep, "put", "secret", "s")
+	mustCtl(t, ep, "put", "pub", "p")
+	mustCtl(t, ep, "user", "add", "root:rootpw")
+	mustCtl(t, ep, "user", "add", "alice:alicepw")
+	mustCtl(t, ep, "role", "add", "reader")
+	mustCtl(t, ep, "role", "grant-permission", "reader", "read", "pub")
+	mustCtl(t, ep, "user", "grant-role", "alice", "reader")
+	mustCtl(t, ep, "auth", "enable")
 	path := filepath.Join(t.TempDir(), "snapshot.db")
-	mustCtl(t, []string{e.endpoint}, "--user", "root:rootpw", "snapshot", "save", path)
+	mustCtl(t, ep, "--user", "root:rootpw", "snapshot", "save", path)
 	cport := freePort(t)
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	s := startProcessNoWait(t, "meshkv", cport, bins.meshkv, "--name", memberName,
 		"--listen-client-urls", client, "--mesh-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--initial-snapshot", path)
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("meshkv started from a snapshot with auth enabled")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r := s.ctl(t, "", "--user=root:rootpw", "get", "secret", "--print-value-only"); r.code == 0 {
+			if strings.TrimSpace(r.stdout) != "s" {
+				t.Fatalf("root reads %q, want s", r.stdout)
+			}
+			break
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("meshkv exited (%v):\n%s", s.waitErr, s.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("meshkv not serving root after 30s:\n%s", s.out.String())
+		}
+		time.Sleep(200 * time.Millisecond) // polling a process we do not control
 	}
-	if out := s.out.String(); !strings.Contains(out, "auth enabled") {
-		t.Fatalf("meshkv exited (%v) without naming the reason:\n%s", s.waitErr, out)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "secret"}, "user name is empty"},
+		{[]string{"--user=alice:alicepw", "get", "pub", "--print-value-only"}, "p"},
+		{[]string{"--user=alice:alicepw", "get", "secret"}, "permission denied"},
+		{[]string{"--user=alice:wrong", "get", "pub"}, "authentication failed"},
+	} {
+		r := s.ctl(t, "", c.args...)
+		if !strings.Contains(r.stdout+r.errors, c.want) {
+			t.Errorf("etcdctl %v: %s, want %q", c.args, r, c.want)
+		}
 	}
 }

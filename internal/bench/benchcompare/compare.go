@@ -53,6 +53,11 @@ type target struct {
 	// compactAt are endpoints to compact the history through after each
 	// run (nil: no compaction).
 	compactAt []string
+	// prepare runs before each run (nil: nothing), such as switching
+	// authentication on or off.
+	prepare func(ctx context.Context) error
+	// endpoints are the client URLs, for workloads that dial themselves.
+	endpoints []string
 }
 
 // clusterTarget is a target whose clients connect to endpoints.
@@ -96,7 +101,14 @@ func (c *comparer) runOnce(ctx context.Context, section string, sc scenario, t *
 	if cfg.ValueSize == 0 {
 		cfg.ValueSize = c.o.valueSize
 	}
-	res, err := c.runBench(ctx, cfg, sc.conns, t)
+	var res *bench.Result
+	var err error
+	if t.prepare != nil {
+		err = t.prepare(ctx)
+	}
+	if err == nil {
+		res, err = c.runBench(ctx, cfg, sc.conns, t)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -185,7 +197,12 @@ func (c *comparer) compare(ctx context.Context) (string, error) {
 	c.steps += 2 * btoi(o.sections[sectionRSS])
 
 	var err error
-	if o.sections[sectionTable] || o.sections[sectionLine] {
+	sm := newSecMetrics()
+	if o.sections[sectionSecurity] {
+		c.steps += o.rounds * 2 * 5
+		err = c.security(ctx, etcdBin, meshkvBin, sm)
+	}
+	if err == nil && (o.sections[sectionTable] || o.sections[sectionLine]) {
 		err = c.clusterSections(ctx, etcdBin, meshkvBin, tableScs, lineScs)
 	}
 	if err == nil && o.sections[sectionEmbedded] {
@@ -193,6 +210,9 @@ func (c *comparer) compare(ctx context.Context) (string, error) {
 	}
 	if err == nil && o.sections[sectionRSS] {
 		err = c.memory(ctx, etcdBin, meshkvBin, m)
+	}
+	if o.sections[sectionSecurity] {
+		writeSecurity(&out, sm)
 	}
 	writeBody(&out, o, m, c.notes)
 	return out.String(), err

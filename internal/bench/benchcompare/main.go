@@ -54,7 +54,11 @@ const (
 	sectionRSS      = "rss"
 )
 
-var allSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS}
+var allSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS, sectionSecurity}
+
+// defaultSections run without --only; the security section runs when
+// asked for.
+var defaultSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS}
 
 // fullRSSKeys is the key count of --full: the memory target.
 const fullRSSKeys = 1_000_000
@@ -94,7 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.valueSize, "value-size", bench.DefaultValueSize, "value size in bytes of every workload")
 	noBuild := fs.Bool("no-build", false, "use the binaries in --bin as they are")
 	fs.StringVar(&o.bin, "bin", "", "`dir`ectory of the meshkv and etcd binaries (default: bin in the module root)")
-	only := fs.String("only", strings.Join(allSections, ","), "comma-separated `sections` to run: "+strings.Join(allSections, ", "))
+	only := fs.String("only", strings.Join(defaultSections, ","), "comma-separated `sections` to run: "+strings.Join(allSections, ", ")+
+		" (security: client TLS and auth, over TLS with its own clusters)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every run's raw result to this `file` as JSON")
 	fs.StringVar(&o.tmp, "tmp", "", "`dir`ectory for the servers' temporary directories (default: the system's)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the servers' directories (logs, etcd data) and print where they are")

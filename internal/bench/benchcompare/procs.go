@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -104,6 +105,22 @@ type cluster struct {
 	dir   string // its temporary directory, removed by stop unless keep
 	keep  bool
 	procs []*proc
+	tls   *tls.Config // how clients reach it: nil for plaintext
+}
+
+// serveOpts say how a cluster serves clients: the client URLs' scheme
+// (default http), extra server flags, and the clients' TLS configuration.
+type serveOpts struct {
+	scheme string
+	args   []string
+	tls    *tls.Config
+}
+
+func (o serveOpts) url(hostport string) string {
+	if o.scheme == "" {
+		return "http://" + hostport
+	}
+	return o.scheme + "://" + hostport
 }
 
 func (c *cluster) endpoints() []string {
@@ -193,10 +210,16 @@ func newCluster(name string, w where) (*cluster, error) {
 // startEtcd starts an n-member etcd cluster with a static initial cluster,
 // without fsync (meshkv is in memory), and waits until it is healthy.
 func startEtcd(ctx context.Context, bin string, w where, n int) (*cluster, error) {
+	return startEtcdWith(ctx, bin, w, n, serveOpts{})
+}
+
+// startEtcdWith is startEtcd serving clients as serve says.
+func startEtcdWith(ctx context.Context, bin string, w where, n int, serve serveOpts) (*cluster, error) {
 	c, err := newCluster("etcd", w)
 	if err != nil {
 		return nil, err
 	}
+	c.tls = serve.tls
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err
@@ -207,14 +230,14 @@ func startEtcd(ctx context.Context, bin string, w where, n int) (*cluster, error
 	}
 	for i := range n {
 		name := fmt.Sprintf("e%d", i+1)
-		client, peer := "http://"+hostPort(ports[i]), "http://"+hostPort(ports[n+i])
-		p, err := startProc(name, c.dir, bin, hostPort(ports[i]),
+		client, peer := serve.url(hostPort(ports[i])), "http://"+hostPort(ports[n+i])
+		p, err := startProc(name, c.dir, bin, hostPort(ports[i]), append([]string{
 			"--name", name, "--data-dir", filepath.Join(c.dir, name+".data"),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-state", "new", "--initial-cluster-token", "bench-compare",
-			"--unsafe-no-fsync", "--log-level", "error")
+			"--unsafe-no-fsync", "--log-level", "error"}, serve.args...)...)
 		if err != nil {
 			c.stop()
 			return nil, err
@@ -242,10 +265,16 @@ type meshkvMember struct {
 // ones join; otherwise all start at once and bootstrap together. With
 // discovery false a node connects only to its listed peers.
 func startMeshkv(ctx context.Context, name, bin string, w where, members []meshkvMember, discovery, sequential bool) (*cluster, error) {
+	return startMeshkvWith(ctx, name, bin, w, members, discovery, sequential, serveOpts{})
+}
+
+// startMeshkvWith is startMeshkv serving clients as serve says.
+func startMeshkvWith(ctx context.Context, name, bin string, w where, members []meshkvMember, discovery, sequential bool, serve serveOpts) (*cluster, error) {
 	c, err := newCluster(name, w)
 	if err != nil {
 		return nil, err
 	}
+	c.tls = serve.tls
 	n := len(members)
 	ports, err := freePorts(2 * n)
 	if err != nil {
@@ -257,13 +286,13 @@ func startMeshkv(ctx context.Context, name, bin string, w where, members []meshk
 			peers = append(peers, hostPort(ports[n+j]))
 		}
 		nodeName := name + "-" + m.name
-		client := "http://" + hostPort(ports[i])
-		p, err := startProc(nodeName, c.dir, bin, hostPort(ports[i]),
+		client := serve.url(hostPort(ports[i]))
+		p, err := startProc(nodeName, c.dir, bin, hostPort(ports[i]), append([]string{
 			"--name", nodeName, "--listen-client-urls", client, "--advertise-client-urls", client,
 			"--mesh-listen", hostPort(ports[n+i]), "--peers", strings.Join(peers, ","),
-			"--peer-discovery="+strconv.FormatBool(discovery),
+			"--peer-discovery=" + strconv.FormatBool(discovery),
 			"--cluster-name", name, "--initial-cluster-size", strconv.Itoa(m.clusterSize),
-			"--log-level", "info")
+			"--log-level", "info"}, serve.args...)...)
 		if err != nil {
 			c.stop()
 			return nil, err
@@ -312,7 +341,7 @@ func (c *cluster) waitHealthy(ctx context.Context, voters int) error {
 
 func (c *cluster) healthy(ctx context.Context, voters int) error {
 	for _, p := range c.procs {
-		cli, err := newClient(ctx, []string{p.client})
+		cli, err := newClientTLS(ctx, []string{p.client}, c.tls)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -349,11 +378,17 @@ func memberHealthy(ctx context.Context, cli *clientv3.Client, voters int) error 
 
 // newClient connects an etcd client that logs nothing.
 func newClient(ctx context.Context, endpoints []string) (*clientv3.Client, error) {
+	return newClientTLS(ctx, endpoints, nil)
+}
+
+// newClientTLS is newClient over TLS (nil: plaintext).
+func newClientTLS(ctx context.Context, endpoints []string, cfg *tls.Config) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
 		Logger:      zap.NewNop(),
+		TLS:         cfg,
 	})
 }
 

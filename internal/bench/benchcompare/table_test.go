@@ -122,8 +122,11 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("options = %+v", o)
 	}
 	o, err = parseFlags(nil, io.Discard)
-	if err != nil || o.rssKeys != 200_000 || len(o.sections) != len(allSections) || o.rounds < 2 {
+	if err != nil || o.rssKeys != 200_000 || len(o.sections) != len(defaultSections) || o.sections[sectionSecurity] || o.rounds < 2 {
 		t.Errorf("defaults = %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"--only", "security"}, io.Discard); err != nil || !o.sections[sectionSecurity] || len(o.sections) != 1 {
+		t.Errorf("--only security: %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{
 		{"--rounds", "0"}, {"--only", "nope"}, {"--only", ","}, {"--duration", "0s"},
