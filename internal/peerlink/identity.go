@@ -58,6 +58,13 @@ func NewIdentity() (*Identity, error) {
 // PublicKey returns the identity's public key.
 func (id *Identity) PublicKey() PublicKey { return id.pub }
 
+// Sign signs msg with the identity's private key (Ed25519), so that the
+// layer above can make statements that anyone verifies against PublicKey
+// (ed25519.Verify). Callers must prefix msg with a context string of their
+// own, so that a signature made for one purpose is never valid for another;
+// TLS never asks this key to sign raw caller bytes, only its own transcript.
+func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.priv, msg) }
+
 // Key derivation parameters for the cluster CA. Changing any of them makes
 // every node's certificate inadmissible to nodes running the old values, so
 // they are versioned together by kdfInfo.

@@ -212,6 +212,7 @@ type target struct {
 	lastAttempt  time.Time
 	failingSince time.Time     // zero while not failing
 	backoff      time.Duration // current interval once backing off
+	lastErr      string        // why the last attempt failed; "" after a success
 }
 
 // dialPlan decides when to dial which target. It dials a target when no
@@ -295,7 +296,7 @@ func (d *dialPlan) result(addr string, now time.Time, out dialOutcome, key Publi
 	}
 	switch out {
 	case dialOK:
-		t.failingSince, t.backoff = time.Time{}, 0
+		t.failingSince, t.backoff, t.lastErr = time.Time{}, 0, ""
 	case dialSelf:
 		t.self = true
 	case dialFailed, dialRefused:

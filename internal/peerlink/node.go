@@ -198,6 +198,13 @@ func (n *Node) SetTargets(addrs []string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.plan.set(addrs, func(a string) bool { return n.self[a] })
+	// A new target may be where a linked peer says it listens: do not dial
+	// it while that link is up (the duplicate could replace the link).
+	for _, l := range n.links {
+		if l.info.AdvertiseAddr != "" {
+			n.plan.learn(l.info.AdvertiseAddr, l.peer)
+		}
+	}
 	for a := range n.failing {
 		if n.plan.targets[a] == nil {
 			delete(n.failing, a)
@@ -232,6 +239,39 @@ func (n *Node) OpenStream(peer PublicKey) (*Stream, error) {
 		return nil, ErrNoLink
 	}
 	return l.openStream()
+}
+
+// TargetInfo describes one dial target (see SetTargets).
+type TargetInfo struct {
+	Addr   string
+	Key    PublicKey // the key last seen at Addr; valid when HasKey
+	HasKey bool
+	// Linked: a link to Key is up (whoever dialled it).
+	Linked bool
+	// Self: the address turned out to be our own; it is not dialled.
+	Self bool
+	// FailingSince is when the attempts to Addr started failing; zero while
+	// they succeed (or none was made yet).
+	FailingSince time.Time
+	// LastError says why the latest attempt failed ("" after a success).
+	LastError string
+}
+
+// Targets returns the dial targets in SetTargets order, with their state.
+func (n *Node) Targets() []TargetInfo {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]TargetInfo, 0, len(n.plan.order))
+	for _, a := range n.plan.order {
+		t := n.plan.targets[a]
+		ti := TargetInfo{Addr: a, Key: t.key, HasKey: t.hasKey, Self: t.self, FailingSince: t.failingSince, LastError: t.lastErr}
+		if t.hasKey {
+			l := n.links[t.key]
+			ti.Linked = l != nil && !l.isClosing()
+		}
+		out = append(out, ti)
+	}
+	return out
 }
 
 // Links returns a snapshot of the live links, ordered by peer key.
@@ -367,6 +407,9 @@ func (n *Node) dialDone(addr string, out dialOutcome, e *handshakeError) {
 	n.mu.Lock()
 	n.plan.result(addr, time.Now(), out, e.key, e.hasKey)
 	t := n.plan.targets[addr]
+	if t != nil && out != dialOK && e.err != nil {
+		t.lastErr = e.err.Error()
+	}
 	isTarget := t != nil
 	if t != nil && out != dialOK && t.hasKey && n.links[t.key] != nil {
 		isTarget = false // a late failure of an attempt to a linked peer: nothing to report
