@@ -46,6 +46,12 @@ func TestCheckInbound(t *testing.T) {
 		return m
 	}
 	data := func(b string) *raftpb.Entry { return &raftpb.Entry{Data: []byte(b)} }
+	ent := func(index, term uint64) *raftpb.Entry { return &raftpb.Entry{Index: new(index), Term: new(term)} }
+	app := func(index, logTerm, term uint64, ents ...*raftpb.Entry) *raftpb.Message {
+		m := msg(raftpb.MsgApp, 1, 2, ents...)
+		m.Index, m.LogTerm, m.Term = new(index), new(logTerm), new(term)
+		return m
+	}
 	cases := map[string]struct {
 		m     *raftpb.Message
 		valid bool
@@ -66,6 +72,11 @@ func TestCheckInbound(t *testing.T) {
 		"snap without data":     {snap(nil), false},
 		"snap without metadata": {snap(&raftpb.Snapshot{}), false},
 		"snap":                  {snap(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{}}), true},
+		"append in order":       {app(5, 2, 3, ent(6, 2), ent(7, 3)), true},
+		"append gap":            {app(5, 2, 3, ent(7, 2)), false},
+		"append term falls":     {app(5, 2, 3, ent(6, 1)), false},
+		"append newer term":     {app(5, 2, 3, ent(6, 4)), false},
+		"append index wraps":    {app(^uint64(0), 2, 3, ent(0, 2)), false},
 	}
 	for name, tc := range cases {
 		if err := checkInbound(1, tc.m); (err == nil) != tc.valid {

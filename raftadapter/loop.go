@@ -33,6 +33,7 @@ type loop struct {
 
 	// What this node knows about raft.
 	lead        uint64
+	leaderHeard uint64 // tick at which a message from lead was last stepped
 	state       raft.StateType
 	ticks       uint64
 	applied     uint64
@@ -491,10 +492,17 @@ func (l *loop) drainInbox() {
 // stepInbound steps a message from another member, refusing ones that could
 // make raft panic or that no member of ours sends.
 func (l *loop) stepInbound(m *raftpb.Message) {
-	if err := checkInbound(l.id, m); err != nil {
+	err := checkInbound(l.id, m)
+	if err == nil {
+		err = l.admitInbound(m)
+	}
+	if err != nil {
 		l.c.inboundRejected.Add(1)
 		l.log.Debug("rejected inbound message", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
 		return
+	}
+	if m.GetFrom() == l.lead {
+		l.leaderHeard = l.ticks
 	}
 	l.inCount++
 	l.heard[m.GetFrom()] = l.inCount
@@ -534,6 +542,19 @@ func checkInbound(self uint64, m *raftpb.Message) error {
 	case raftpb.MsgReadIndex:
 		if len(m.GetEntries()) != 1 {
 			return errors.New("read index request without exactly one entry")
+		}
+	case raftpb.MsgApp:
+		// raft panics on entries that do not follow each other (it
+		// validates them only after acting on them).
+		prevIndex, prevTerm := m.GetIndex(), m.GetLogTerm()
+		for _, e := range m.GetEntries() {
+			if e.GetIndex() != prevIndex+1 || e.GetIndex() == 0 || e.GetTerm() < prevTerm {
+				return fmt.Errorf("entry (%d, %d) does not follow (%d, %d)", e.GetIndex(), e.GetTerm(), prevIndex, prevTerm)
+			}
+			prevIndex, prevTerm = e.GetIndex(), e.GetTerm()
+		}
+		if prevTerm > m.GetTerm() {
+			return fmt.Errorf("entry of term %d in an append of term %d", prevTerm, m.GetTerm())
 		}
 	case raftpb.MsgSnap:
 		if m.GetSnapshot().GetMetadata() == nil {
