@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv/internal/bootstrap"
+	"github.com/meshkv/meshkv/internal/ids"
 	"github.com/meshkv/meshkv/meshtransport"
 	"github.com/meshkv/meshkv/raftadapter"
 )
@@ -75,13 +76,15 @@ type membership struct {
 // when the bootstrap protocol decides.
 func (n *Node) startMesh() error {
 	tr, err := meshtransport.New(meshtransport.Config{
-		ListenAddr:    n.cfg.MeshListen,
-		Peers:         n.cfg.Peers,
-		PeerDiscovery: new(!n.cfg.DisablePeerDiscovery),
-		Password:      n.cfg.MeshPassword,
-		NickName:      n.cfg.Name,
-		ClusterName:   n.cfg.ClusterName,
-		Logger:        n.cfg.Logger.With("component", "mesh", "member", fmt.Sprintf("%x", n.id)),
+		ListenAddr:          n.cfg.MeshListen,
+		Peers:               n.cfg.Peers,
+		PeerDiscovery:       new(!n.cfg.DisablePeerDiscovery),
+		Password:            n.cfg.MeshPassword,
+		InsecureAllowAnyone: n.cfg.MeshInsecureAllowAnyone,
+		Identity:            n.ident,
+		NickName:            n.cfg.Name,
+		ClusterName:         n.cfg.ClusterName,
+		Logger:              n.cfg.Logger.With("component", "mesh"),
 	})
 	if err != nil {
 		return fmt.Errorf("meshkv: mesh: %w", err)
@@ -260,7 +263,7 @@ func (m *membership) enter(d bootstrap.Decision) {
 	if !d.Join {
 		peers = d.Members
 	}
-	n.mesh.SetClusterID(d.ClusterID)
+	n.mesh.SetClusterID(ids.ClusterID(d.ClusterID))
 	if err := n.startRaft(d.ClusterID, peers, n.mesh); err != nil {
 		n.log.Error("cannot start raft", "err", err)
 		return

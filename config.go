@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv/kvapi"
+	"github.com/meshkv/meshkv/meshtransport"
 )
 
 // Config configures a node. The zero value is a working single node with no
@@ -74,10 +75,16 @@ type Config struct {
 	// Empty or "0" retention: no automatic compaction.
 	AutoCompactionMode      string
 	AutoCompactionRetention string
-	// MeshPassword encrypts and authenticates mesh traffic; nodes with another
-	// password cannot join. Nil means no encryption; an empty password is
-	// refused.
+	// MeshPassword is the cluster secret (the contents of a password file):
+	// only nodes holding it can link to this one. Peer links are always
+	// encrypted; without a password anyone who reaches MeshListen is
+	// admitted. An empty password is refused.
 	MeshPassword []byte
+	// MeshInsecureAllowAnyone must be set to run without MeshPassword while
+	// MeshListen reaches beyond loopback: anyone who can reach the port then
+	// joins the cluster and can read and change all its data. A warning is
+	// logged at every start.
+	MeshInsecureAllowAnyone bool
 
 	// InitialSnapshot is the path of an etcd v3 snapshot file to found the
 	// cluster with: `etcdctl snapshot save`'s output from meshkv or etcd, or
@@ -169,7 +176,10 @@ func (c Config) Validate() error {
 		return bad("target voters %d: want 1, 3, 5 or 7", c.TargetVoters)
 	}
 	if c.MeshPassword != nil && len(c.MeshPassword) == 0 {
-		return bad("empty mesh password (it would authenticate nobody); leave it unset for no encryption")
+		return bad("empty mesh password (it would admit nobody)")
+	}
+	if c.MeshListen != "" && c.MeshPassword == nil && !c.MeshInsecureAllowAnyone && !meshtransport.LoopbackOnly(c.MeshListen) {
+		return bad("mesh listen address %s reaches beyond loopback: set a mesh password, or allow anyone explicitly (MeshInsecureAllowAnyone, --mesh-insecure-allow-anyone)", c.MeshListen)
 	}
 	if c.MeshListen == "" && (len(c.Peers) > 0 || c.InitialClusterSize > 1) {
 		return bad("peers or an initial cluster size need a mesh listen address")

@@ -60,9 +60,10 @@ type MeshStats struct {
 	TransfersFailed    uint64
 	TransfersAbandoned uint64
 	// Detoured and DetouredChunks count raft messages and chunks this node
-	// sent through a relay peer because its direct route was dead; Relayed
-	// and RelayDropped count frames it forwarded, or could not forward, as
-	// the relay for other peers.
+	// sent sealed over the mesh (through other peers) because it had no
+	// link to the destination; Relayed counts mesh messages it forwarded
+	// as the relay for other peers. RelayDropped is always 0: the mesh
+	// router relays, and drops, without telling.
 	Detoured       uint64
 	DetouredChunks uint64
 	Relayed        uint64
@@ -90,18 +91,17 @@ func (n *Node) Stats() NodeStats {
 	if n.mesh != nil {
 		ms := n.mesh.Stats()
 		s.Mesh = MeshStats{
-			MessagesSent:       ms.Sent,
+			MessagesSent:       ms.SentDirect + ms.SentRelayed,
 			MessagesReceived:   ms.Received,
 			Dropped:            ms.Dropped(),
 			ChunksSent:         ms.ChunksSent,
 			ChunksReceived:     ms.ChunksReceived,
 			SnapshotsSent:      ms.SnapshotsSent,
-			TransfersFailed:    ms.TransfersFailed,
+			TransfersFailed:    ms.SnapshotsFailed,
 			TransfersAbandoned: ms.TransfersAbandoned,
-			Detoured:           ms.Detoured,
-			DetouredChunks:     ms.DetouredChunks,
-			Relayed:            ms.Relayed,
-			RelayDropped:       ms.RelayDropped,
+			Detoured:           ms.SentRelayed,
+			DetouredChunks:     ms.ChunksSentRelayed,
+			Relayed:            ms.Router.RelayedForOthers,
 		}
 	}
 	return s

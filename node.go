@@ -51,6 +51,7 @@ type Node struct {
 	clusterID atomic.Uint64
 
 	mesh    *meshtransport.Transport // nil for a standalone node
+	ident   *meshtransport.Identity  // the mesh keys; nil for a standalone node
 	members *membership              // nil for a standalone node
 
 	inproc     *bufconn.Listener
@@ -84,7 +85,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	n := &Node{
 		cfg: cfg,
-		id:  randomID(),
+	}
+	if cfg.MeshListen == "" {
+		n.id = randomID()
+	} else {
+		// With a mesh the raft id is derived from the node's key, so that
+		// no peer can speak under it (see meshtransport/identity.go).
+		ident, err := meshtransport.NewIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("meshkv: %w", err)
+		}
+		n.ident, n.id = ident, uint64(ident.RaftID())
 	}
 	n.log = cfg.Logger.With("member", fmt.Sprintf("%x", n.id))
 	store, authSnap, err := loadInitialStore(cfg, n.log)
@@ -339,8 +350,9 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// randomID returns a random nonzero 64-bit id. Raft ids are never reused: a
-// restarted process gets a new one, since its state was in memory.
+// randomID returns a random nonzero 64-bit id for a standalone node. Raft
+// ids are never reused: a restarted process gets a new one, since its state
+// was in memory.
 func randomID() uint64 {
 	var b [8]byte
 	for {

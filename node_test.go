@@ -117,6 +117,9 @@ func TestConfigValidate(t *testing.T) {
 		"bare host:port": {ListenClientURLs: []string{"127.0.0.1:2379"}},
 		"negative limit": {MaxRequestBytes: -1},
 		"short election": {TickInterval: time.Second, ElectionTimeout: time.Second},
+		"open mesh":      {MeshListen: "0.0.0.0:2380"},
+		"open mesh host": {MeshListen: "10.0.0.1:2380"},
+		"empty password": {MeshListen: "127.0.0.1:2380", MeshPassword: []byte{}},
 	} {
 		if err := cfg.Validate(); !errors.Is(err, meshkv.ErrInvalidConfig) {
 			t.Errorf("%s: Validate = %v, want ErrInvalidConfig", name, err)
@@ -124,6 +127,16 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (meshkv.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config: Validate = %v, want nil", err)
+	}
+	for name, cfg := range map[string]meshkv.Config{
+		"loopback mesh":       {MeshListen: "127.0.0.1:2380"},
+		"localhost mesh":      {MeshListen: "localhost:2380"},
+		"open with password":  {MeshListen: "0.0.0.0:2380", MeshPassword: []byte("secret")},
+		"open, said insecure": {MeshListen: "0.0.0.0:2380", MeshInsecureAllowAnyone: true},
+	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: Validate = %v, want nil", name, err)
+		}
 	}
 }
 

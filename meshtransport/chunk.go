@@ -2,263 +2,275 @@ package meshtransport
 
 import (
 	"hash/crc32"
-	"sync"
 	"time"
 
-	"github.com/weaveworks/mesh"
+	"github.com/meshkv/meshkv/internal/peerlink"
 )
 
-// Large messages travel as transfers: the sender marshals the message once,
-// cuts it into ChunkSize chunks (each its own unicast, checksummed and
-// numbered), and waits for one acknowledgement from the receiver, which
-// reassembles, verifies and delivers the message before acknowledging.
+// Large messages (every MsgSnap, and anything over ChunkSize) travel as
+// transfers: the sender marshals the message once and sends it in
+// ChunkSize chunks, each its own frame, at most chunkWindow beyond what the
+// receiver acknowledged. The receiver takes chunks in order only, and
+// acknowledges each one with the number of chunks it holds; when the last
+// one is in and the payload's checksum matches, it delivers the message and
+// says so. A gap (a chunk lost on a path that died) is repaired by going
+// back to the first chunk not acknowledged: after dupAcksForResend
+// acknowledgements that do not advance, or after resendAfter without
+// progress. A transfer with no progress for Config.SnapshotTimeout fails,
+// and raft hears that the snapshot failed.
 
-// outTransfer is a chunked send waiting for its acknowledgement.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+const (
+	chunkWindow      = 8 // chunks in flight beyond the acknowledged ones (4 MiB)
+	dupAcksForResend = 3
+	resendAfter      = time.Second
+)
+
+// outTransfer is the sender side of one transfer. It is pure bookkeeping,
+// owned by the destination's sender goroutine.
 type outTransfer struct {
-	dst      mesh.PeerName
-	raftTo   uint64
-	snap     bool      // a MsgSnap: raft wants ReportSnapshot
-	deadline time.Time // zero while chunks are still being written
-}
-
-// transferResult is the outcome of a transfer, reported to the handler.
-type transferResult struct {
+	id     uint64
 	raftTo uint64
-	snap   bool
-	ok     bool
+	snap   bool // a MsgSnap: raft wants ReportSnapshot
+	data   []byte
+	count  uint32
+	sum    uint32
+
+	next       uint32 // next chunk to send
+	acked      uint32 // chunks the receiver holds in order
+	dupAcks    int
+	recovering bool      // went back; until acked advances
+	progressAt time.Time // start, or the last ack that advanced
+	sentAt     time.Time // when a chunk was last sent
 }
 
-// outTransfers tracks the sender side. Link goroutines add and finish
-// transfers, the inbound goroutine applies acks, the monitor expires them.
-type outTransfers struct {
-	mu sync.Mutex
-	m  map[uint64]*outTransfer // by transfer id
-}
-
-func newOutTransfers() *outTransfers {
-	return &outTransfers{m: make(map[uint64]*outTransfer)}
-}
-
-func (o *outTransfers) start(id uint64, tr *outTransfer) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.m[id] = tr
-}
-
-// written starts the acknowledgement deadline once the last chunk is out. It
-// reports false when the transfer already ended (acked or failed).
-func (o *outTransfers) written(id uint64, deadline time.Time) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	tr, ok := o.m[id]
-	if ok {
-		tr.deadline = deadline
+func newOutTransfer(id, raftTo uint64, snap bool, data []byte, now time.Time) *outTransfer {
+	return &outTransfer{
+		id: id, raftTo: raftTo, snap: snap, data: data,
+		count:      uint32((uint64(len(data)) + ChunkSize - 1) / ChunkSize),
+		sum:        crc32.Checksum(data, castagnoli),
+		progressAt: now,
 	}
-	return ok
 }
 
-// finish removes a transfer, returning its result; ok says whether it was
-// still pending (a duplicate ack or a late failure finds nothing).
-func (o *outTransfers) finish(id uint64, from mesh.PeerName, success bool) (transferResult, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	tr, ok := o.m[id]
-	if !ok || (from != mesh.UnknownPeerName && tr.dst != from) {
-		return transferResult{}, false
+// chunk returns the header and data of chunk i.
+func (o *outTransfer) chunk(i uint32) (chunkHeader, []byte) {
+	start := uint64(i) * ChunkSize
+	end := start + chunkLen(uint64(len(o.data)), i)
+	return chunkHeader{index: i, count: o.count, total: uint64(len(o.data)), sum: o.sum}, o.data[start:end]
+}
+
+// due returns the next chunk to send, if the window allows one.
+func (o *outTransfer) due(now time.Time) (uint32, bool) {
+	if o.next >= o.count || o.next >= o.acked+chunkWindow {
+		return 0, false
 	}
-	delete(o.m, id)
-	return transferResult{raftTo: tr.raftTo, snap: tr.snap, ok: success}, true
+	i := o.next
+	o.next++
+	o.sentAt = now
+	return i, true
 }
 
-// expire fails every transfer whose deadline passed, and every transfer to a
-// peer in gone.
-func (o *outTransfers) expire(now time.Time, gone map[mesh.PeerName]bool) []transferResult {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []transferResult
-	for id, tr := range o.m {
-		if gone[tr.dst] || (!tr.deadline.IsZero() && now.After(tr.deadline)) {
-			delete(o.m, id)
-			out = append(out, transferResult{raftTo: tr.raftTo, snap: tr.snap})
+// transferOutcome is what an acknowledgement or a tick did to a transfer.
+type transferOutcome uint8
+
+const (
+	transferPending transferOutcome = iota
+	transferDone                    // the receiver delivered the message
+	transferFailed                  // rejected by the receiver, or timed out
+)
+
+// onAck applies an acknowledgement.
+func (o *outTransfer) onAck(a chunkAck, now time.Time) transferOutcome {
+	switch a.status {
+	case ackDone:
+		return transferDone
+	case ackRejected:
+		return transferFailed
+	}
+	if a.next > o.count {
+		return transferPending // nonsense; ignore
+	}
+	if a.next > o.acked {
+		o.acked, o.dupAcks, o.recovering = a.next, 0, false
+		o.progressAt = now
+		if o.next < o.acked {
+			o.next = o.acked
+		}
+		return transferPending
+	}
+	o.dupAcks++
+	if o.dupAcks >= dupAcksForResend && !o.recovering && o.next > o.acked {
+		o.next, o.recovering = o.acked, true
+	}
+	return transferPending
+}
+
+// tick fails the transfer after timeout without progress, and goes back to
+// the first unacknowledged chunk after resendAfter without progress.
+func (o *outTransfer) tick(now time.Time, timeout time.Duration) transferOutcome {
+	if now.Sub(o.progressAt) > timeout {
+		return transferFailed
+	}
+	if o.next > o.acked && now.Sub(o.lastActivity()) > resendAfter {
+		o.next, o.recovering = o.acked, true
+	}
+	return transferPending
+}
+
+// lastActivity is the later of the last progress and the last send.
+func (o *outTransfer) lastActivity() time.Time {
+	if o.sentAt.After(o.progressAt) {
+		return o.sentAt
+	}
+	return o.progressAt
+}
+
+// deadline is when tick next has something to do.
+func (o *outTransfer) deadline(timeout time.Duration) time.Time {
+	d := o.progressAt.Add(timeout)
+	if o.next > o.acked {
+		if r := o.lastActivity().Add(resendAfter); r.Before(d) {
+			d = r
 		}
 	}
-	return out
+	return d
 }
 
-func (o *outTransfers) pending() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.m)
-}
-
-// transferKey names an inbound transfer: ids are unique per sending peer.
-type transferKey struct {
-	origin mesh.PeerName
+// inTransfer is a transfer being received.
+type inTransfer struct {
 	id     uint64
-}
-
-// partial is an inbound transfer still missing chunks.
-type partial struct {
 	count  uint32
 	total  uint64
 	sum    uint32
-	chunks [][]byte // sub-slices of received frames, nil until received
-	got    uint32
+	chunks [][]byte // the first next chunks, in order
 	held   int64
 	last   time.Time
 }
 
-// addOutcome says what an inbound chunk did.
-type addOutcome uint8
-
-const (
-	addPending   addOutcome = iota // stored (or a duplicate of a stored chunk); more to come
-	addComplete                    // the payload is complete and verified
-	addDuplicate                   // belongs to a transfer already completed: acknowledge again
-	addRejected                    // inconsistent, corrupt or over the memory bound: negative ack
-)
-
-// maxPartialsPerOrigin bounds concurrent inbound transfers from one peer; raft
-// sends one snapshot per follower at a time, so an extra one means the older
-// is abandoned.
-const maxPartialsPerOrigin = 2
-
-// maxDoneRemembered bounds the set of completed transfers kept to answer
-// duplicates.
-const maxDoneRemembered = 256
-
-// reassembler is the receiver side. It is owned by the inbound goroutine.
-type reassembler struct {
-	timeout time.Duration
-	limit   int64 // bytes held by all partials together
-	held    int64
-	partial map[transferKey]*partial
-	done    map[transferKey]doneTransfer
+type doneTransfer struct {
+	id uint64
+	ok bool
 }
 
-// doneTransfer remembers how a completed transfer ended, to answer
-// duplicates the same way.
-type doneTransfer struct {
-	at time.Time
-	ok bool
+// reassembler is the receiver side, keyed by the authenticated origin: at
+// most one transfer per origin (a newer one replaces an older one), and at
+// most limit bytes held over all origins. Chunks are taken in order only,
+// so an origin holds no more than it actually sent. It is owned by the
+// inbound goroutine.
+type reassembler struct {
+	timeout time.Duration
+	limit   int64
+	held    int64
+	m       map[peerlink.PublicKey]*inTransfer
+	done    map[peerlink.PublicKey]doneTransfer
 }
 
 func newReassembler(timeout time.Duration, limit int64) *reassembler {
 	return &reassembler{
 		timeout: timeout,
 		limit:   limit,
-		partial: make(map[transferKey]*partial),
-		done:    make(map[transferKey]doneTransfer),
+		m:       make(map[peerlink.PublicKey]*inTransfer),
+		done:    make(map[peerlink.PublicKey]doneTransfer),
 	}
 }
 
-// add stores one verified chunk (see decodeChunk) and returns the whole
-// payload once every chunk is in and the payload checksum matches. data must
-// stay unmodified (it is kept, not copied).
-func (r *reassembler) add(key transferKey, ch chunkHeader, data []byte, now time.Time) ([]byte, addOutcome) {
-	if d, ok := r.done[key]; ok {
-		if d.ok {
-			return nil, addDuplicate
+// addResult is what add asks the caller to do.
+type addResult struct {
+	payload []byte   // a complete, verified message to deliver
+	ack     chunkAck // to send back to the origin
+	send    bool     // whether to send ack
+	refused bool     // the chunk was refused (memory bound or inconsistent)
+}
+
+// add takes one decoded chunk of transfer id from origin. data is kept,
+// not copied.
+func (r *reassembler) add(origin peerlink.PublicKey, id uint64, ch chunkHeader, data []byte, now time.Time) addResult {
+	if d, ok := r.done[origin]; ok {
+		switch {
+		case d.id == id && d.ok:
+			return addResult{ack: chunkAck{status: ackDone, next: ch.count}, send: true}
+		case d.id == id:
+			return addResult{ack: chunkAck{status: ackRejected}, send: true}
+		case id < d.id:
+			return addResult{} // a late chunk of an older transfer
 		}
-		return nil, addRejected
 	}
-	p, ok := r.partial[key]
-	if !ok {
-		r.evictFor(key.origin)
-		p = &partial{count: ch.count, total: ch.total, sum: ch.sum, chunks: make([][]byte, ch.count)}
-		r.partial[key] = p
+	cur := r.m[origin]
+	if cur != nil && id < cur.id {
+		return addResult{}
 	}
-	if ch.count != p.count || ch.total != p.total || ch.sum != p.sum {
-		r.drop(key)
-		r.remember(key, now, false)
-		return nil, addRejected
+	if cur == nil || id > cur.id {
+		if cur != nil {
+			r.drop(origin)
+		}
+		if ch.index != 0 {
+			// The start was lost; the sender goes back to it.
+			return addResult{ack: chunkAck{status: ackProgress, next: 0}, send: true}
+		}
+		cur = &inTransfer{id: id, count: ch.count, total: ch.total, sum: ch.sum, chunks: make([][]byte, 0, min(ch.count, 64))}
+		r.m[origin] = cur
 	}
-	p.last = now
-	if p.chunks[ch.index] != nil {
-		return nil, addPending
+	if ch.count != cur.count || ch.total != cur.total || ch.sum != cur.sum {
+		r.finish(origin, id, false)
+		return addResult{ack: chunkAck{status: ackRejected}, send: true, refused: true}
+	}
+	cur.last = now
+	next := uint32(len(cur.chunks))
+	if ch.index != next {
+		// A duplicate, or a gap after a lost chunk: say where we are.
+		return addResult{ack: chunkAck{status: ackProgress, next: next}, send: true}
 	}
 	if r.held+int64(len(data)) > r.limit {
-		r.drop(key)
-		r.remember(key, now, false)
-		return nil, addRejected
+		r.finish(origin, id, false)
+		return addResult{ack: chunkAck{status: ackRejected}, send: true, refused: true}
 	}
-	p.chunks[ch.index] = data
-	p.got++
-	p.held += int64(len(data))
+	cur.chunks = append(cur.chunks, data)
+	cur.held += int64(len(data))
 	r.held += int64(len(data))
-	if p.got < p.count {
-		return nil, addPending
+	if uint32(len(cur.chunks)) < cur.count {
+		return addResult{ack: chunkAck{status: ackProgress, next: uint32(len(cur.chunks))}, send: true}
 	}
-	payload := make([]byte, 0, p.total)
-	for _, c := range p.chunks {
+	payload := make([]byte, 0, cur.total)
+	for _, c := range cur.chunks {
 		payload = append(payload, c...)
 	}
-	r.drop(key)
-	ok = crc32.Checksum(payload, castagnoli) == p.sum
-	r.remember(key, now, ok)
+	ok := crc32.Checksum(payload, castagnoli) == cur.sum
+	r.finish(origin, id, ok)
 	if !ok {
-		return nil, addRejected
+		return addResult{ack: chunkAck{status: ackRejected}, send: true, refused: true}
 	}
-	return payload, addComplete
+	return addResult{payload: payload, ack: chunkAck{status: ackDone, next: cur.count}, send: true}
 }
 
-// evictFor makes room for a new transfer from origin by dropping its oldest
-// (lowest id) partials.
-func (r *reassembler) evictFor(origin mesh.PeerName) {
-	for {
-		n := 0
-		var oldest transferKey
-		for k := range r.partial {
-			if k.origin == origin {
-				if n == 0 || k.id < oldest.id {
-					oldest = k
-				}
-				n++
-			}
-		}
-		if n < maxPartialsPerOrigin {
-			return
-		}
-		r.drop(oldest)
+// finish ends origin's transfer id and remembers how.
+func (r *reassembler) finish(origin peerlink.PublicKey, id uint64, ok bool) {
+	r.drop(origin)
+	r.done[origin] = doneTransfer{id: id, ok: ok}
+}
+
+func (r *reassembler) drop(origin peerlink.PublicKey) {
+	if cur, ok := r.m[origin]; ok {
+		r.held -= cur.held
+		delete(r.m, origin)
 	}
 }
 
-func (r *reassembler) drop(key transferKey) {
-	if p, ok := r.partial[key]; ok {
-		r.held -= p.held
-		delete(r.partial, key)
-	}
+// forget drops everything about origin (it is gone).
+func (r *reassembler) forget(origin peerlink.PublicKey) {
+	r.drop(origin)
+	delete(r.done, origin)
 }
 
-func (r *reassembler) remember(key transferKey, now time.Time, ok bool) {
-	if len(r.done) >= maxDoneRemembered {
-		var oldest transferKey
-		var at time.Time
-		first := true
-		for k, d := range r.done {
-			if first || d.at.Before(at) {
-				oldest, at, first = k, d.at, false
-			}
-		}
-		delete(r.done, oldest)
-	}
-	r.done[key] = doneTransfer{at: now, ok: ok}
-}
-
-// expire drops partials idle for longer than the timeout and forgets
-// completed transfers after the same time. It returns how many partials were
-// dropped.
+// expire drops transfers idle for longer than the timeout and returns how
+// many it dropped.
 func (r *reassembler) expire(now time.Time) int {
 	n := 0
-	for k, p := range r.partial {
-		if now.Sub(p.last) > r.timeout {
-			r.drop(k)
+	for o, cur := range r.m {
+		if now.Sub(cur.last) > r.timeout {
+			r.drop(o)
 			n++
-		}
-	}
-	for k, d := range r.done {
-		if now.Sub(d.at) > r.timeout {
-			delete(r.done, k)
 		}
 	}
 	return n

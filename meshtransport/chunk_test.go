@@ -2,187 +2,169 @@ package meshtransport
 
 import (
 	"bytes"
-	"hash/crc32"
-	"math/rand/v2"
 	"testing"
 	"time"
 
-	"github.com/weaveworks/mesh"
+	"github.com/meshkv/meshkv/internal/peerlink"
 )
 
-// split cuts payload into decoded chunks as a receiver would see them.
-func split(t *testing.T, payload []byte) []struct {
-	ch   chunkHeader
-	data []byte
-} {
-	t.Helper()
-	total := uint64(len(payload))
-	count := uint32((total + ChunkSize - 1) / ChunkSize)
-	sum := crc32.Checksum(payload, castagnoli)
-	var out []struct {
-		ch   chunkHeader
-		data []byte
-	}
-	for i := range count {
-		start := uint64(i) * ChunkSize
-		data := payload[start : start+chunkLen(total, i)]
-		ch, d, err := decodeChunk(chunkBody(total, i, data, sum))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, struct {
-			ch   chunkHeader
-			data []byte
-		}{ch, d})
-	}
-	return out
-}
-
-func randomPayload(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
+// payload returns n bytes of a pattern.
+func payload(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = byte(r.Uint32())
+		b[i] = byte(i * 7)
 	}
 	return b
 }
 
-func TestReassembleShuffledWithDuplicates(t *testing.T) {
-	payload := randomPayload(3*ChunkSize+100, 1)
-	chunks := split(t, payload)
-	order := []int{3, 1, 1, 0, 3, 2} // reordered, with duplicates
-	r := newReassembler(time.Minute, 1<<30)
-	key := transferKey{origin: 7, id: 1}
+// transferChunks cuts data as a sender would.
+func transferChunks(data []byte) (*outTransfer, [][]byte) {
+	o := newOutTransfer(1, 2, true, data, time.Unix(0, 0))
+	var out [][]byte
+	for i := range o.count {
+		_, d := o.chunk(i)
+		out = append(out, d)
+	}
+	return o, out
+}
+
+func TestReassembleInOrderAcks(t *testing.T) {
+	var origin peerlink.PublicKey
+	data := payload(3*ChunkSize + 10)
+	o, chunks := transferChunks(data)
+	r := newReassembler(time.Second, 1<<30)
 	now := time.Unix(0, 0)
-	for i, idx := range order {
-		got, out := r.add(key, chunks[idx].ch, chunks[idx].data, now)
-		if i < len(order)-1 {
-			if out != addPending {
-				t.Fatalf("step %d: outcome %v, want pending", i, out)
+	for i, c := range chunks {
+		ch, _ := o.chunk(uint32(i))
+		res := r.add(origin, 1, ch, c, now)
+		if i < len(chunks)-1 {
+			if res.payload != nil || res.ack != (chunkAck{status: ackProgress, next: uint32(i + 1)}) {
+				t.Fatalf("chunk %d: %+v", i, res)
 			}
 			continue
 		}
-		if out != addComplete || !bytes.Equal(got, payload) {
-			t.Fatalf("last step: outcome %v, payload equal %v", out, bytes.Equal(got, payload))
+		if !bytes.Equal(res.payload, data) || res.ack.status != ackDone {
+			t.Fatalf("last chunk: payload %d bytes ack %+v", len(res.payload), res.ack)
 		}
 	}
-	if r.held != 0 || len(r.partial) != 0 {
-		t.Fatalf("held %d bytes in %d partials after completion", r.held, len(r.partial))
+	if r.held != 0 || len(r.m) != 0 {
+		t.Fatalf("held %d bytes in %d transfers after completion", r.held, len(r.m))
 	}
-	// A late duplicate is answered (acked again) but not delivered twice.
-	if got, out := r.add(key, chunks[0].ch, chunks[0].data, now); out != addDuplicate || got != nil {
-		t.Fatalf("late duplicate: %v %v", out, got != nil)
-	}
-}
-
-func TestReassembleRejectsBadPayloadSum(t *testing.T) {
-	payload := randomPayload(ChunkSize+10, 2)
-	chunks := split(t, payload)
-	// Both chunks verify individually but claim a wrong whole-payload sum.
-	r := newReassembler(time.Minute, 1<<30)
-	key := transferKey{origin: 1, id: 1}
-	for i := range chunks {
-		chunks[i].ch.sum ^= 1
-		_, out := r.add(key, chunks[i].ch, chunks[i].data, time.Unix(0, 0))
-		if i == len(chunks)-1 && out != addRejected {
-			t.Fatalf("outcome %v, want rejected", out)
-		}
-	}
-	if _, out := r.add(key, chunks[0].ch, chunks[0].data, time.Unix(0, 0)); out != addRejected {
-		t.Fatalf("duplicate of a rejected transfer: %v, want rejected", out)
+	// A duplicate of a completed transfer is acknowledged as done again.
+	ch, _ := o.chunk(0)
+	if res := r.add(origin, 1, ch, chunks[0], now); res.ack.status != ackDone || res.payload != nil {
+		t.Fatalf("duplicate after completion: %+v", res)
 	}
 }
 
-func TestReassembleInconsistentChunks(t *testing.T) {
-	a := split(t, randomPayload(ChunkSize+10, 3))
-	b := split(t, randomPayload(2*ChunkSize+10, 4))
-	r := newReassembler(time.Minute, 1<<30)
-	key := transferKey{origin: 1, id: 1}
-	if _, out := r.add(key, a[0].ch, a[0].data, time.Unix(0, 0)); out != addPending {
-		t.Fatal(out)
-	}
-	if _, out := r.add(key, b[1].ch, b[1].data, time.Unix(0, 0)); out != addRejected {
-		t.Fatalf("chunk of a different payload under the same id: %v, want rejected", out)
-	}
-	if r.held != 0 {
-		t.Fatalf("held = %d after rejection", r.held)
-	}
-}
-
-func TestReassembleMemoryBoundAndEviction(t *testing.T) {
-	r := newReassembler(time.Minute, ChunkSize+ChunkSize/2)
+func TestReassembleGapAndCorruption(t *testing.T) {
+	var origin peerlink.PublicKey
+	o, chunks := transferChunks(payload(3 * ChunkSize))
+	r := newReassembler(time.Second, 1<<30)
 	now := time.Unix(0, 0)
-	big := split(t, randomPayload(3*ChunkSize, 5))
-	if _, out := r.add(transferKey{1, 1}, big[0].ch, big[0].data, now); out != addPending {
-		t.Fatal(out)
+	ch0, _ := o.chunk(0)
+	ch2, _ := o.chunk(2)
+	r.add(origin, 1, ch0, chunks[0], now)
+	if res := r.add(origin, 1, ch2, chunks[2], now); res.ack != (chunkAck{status: ackProgress, next: 1}) || r.held != int64(len(chunks[0])) {
+		t.Fatalf("gap: %+v, held %d", res, r.held)
 	}
-	if _, out := r.add(transferKey{1, 1}, big[1].ch, big[1].data, now); out != addRejected {
-		t.Fatalf("over the memory bound: %v, want rejected", out)
+	// A chunk that disagrees with the transfer's header is refused.
+	bad := ch2
+	bad.sum++
+	if res := r.add(origin, 1, bad, chunks[2], now); !res.refused || res.ack.status != ackRejected || r.held != 0 {
+		t.Fatalf("inconsistent chunk: %+v, held %d", res, r.held)
 	}
-	if r.held != 0 {
-		t.Fatalf("held = %d", r.held)
-	}
-
-	// Per origin, a third concurrent transfer evicts the oldest.
-	r = newReassembler(time.Minute, 1<<30)
-	for id := uint64(1); id <= 3; id++ {
-		if _, out := r.add(transferKey{9, id}, big[0].ch, big[0].data, now); out != addPending {
-			t.Fatal(out)
+	// A payload whose checksum fails is refused at the end.
+	o2, c2 := transferChunks(payload(ChunkSize + 1))
+	c2[1] = bytes.Clone(c2[1])
+	c2[1][0] ^= 1
+	for i := range c2 {
+		ch, _ := o2.chunk(uint32(i))
+		res := r.add(origin, 2, ch, c2[i], now)
+		if i == 1 && (res.ack.status != ackRejected || res.payload != nil) {
+			t.Fatalf("corrupt payload: %+v", res)
 		}
 	}
-	if _, ok := r.partial[transferKey{9, 1}]; ok || len(r.partial) != maxPartialsPerOrigin {
-		t.Fatalf("partials = %v, want the oldest evicted", r.partial)
+}
+
+// TestReassembleBoundsPerOrigin: one transfer per origin (a newer one
+// replaces it), memory limited overall, and nothing is held for chunks
+// that were not sent in order.
+func TestReassembleBoundsPerOrigin(t *testing.T) {
+	var a, b peerlink.PublicKey
+	b[0] = 1
+	o, chunks := transferChunks(payload(4 * ChunkSize))
+	r := newReassembler(time.Second, 2*ChunkSize)
+	now := time.Unix(0, 0)
+	for i := range uint32(2) {
+		ch, _ := o.chunk(i)
+		if res := r.add(a, 5, ch, chunks[i], now); res.refused {
+			t.Fatalf("chunk %d refused", i)
+		}
 	}
-	if r.held != int64(maxPartialsPerOrigin*ChunkSize) {
-		t.Fatalf("held = %d", r.held)
+	// The limit is reached: another origin is refused.
+	ch0, _ := o.chunk(0)
+	if res := r.add(b, 1, ch0, chunks[0], now); !res.refused {
+		t.Fatal("chunk beyond the memory limit accepted")
 	}
-	// Another origin is not affected.
-	if _, out := r.add(transferKey{8, 1}, big[0].ch, big[0].data, now); out != addPending || len(r.partial) != 3 {
-		t.Fatalf("%v %d", out, len(r.partial))
+	// A newer transfer from a replaces the old one and frees its memory.
+	if res := r.add(a, 6, ch0, chunks[0], now); res.refused || r.held != int64(len(chunks[0])) {
+		t.Fatalf("newer transfer: %+v, held %d", res, r.held)
+	}
+	// Chunks of the older transfer are ignored.
+	ch1, _ := o.chunk(1)
+	if res := r.add(a, 5, ch1, chunks[1], now); res.send || r.held != int64(len(chunks[0])) {
+		t.Fatalf("stale chunk: %+v, held %d", res, r.held)
+	}
+	// A transfer that does not start at chunk 0 holds nothing.
+	if res := r.add(b, 9, ch1, chunks[1], now); res.ack.next != 0 || r.m[b] != nil {
+		t.Fatalf("transfer without its start: %+v", res)
+	}
+	// Idle transfers expire.
+	if n := r.expire(now.Add(2 * time.Second)); n != 1 || r.held != 0 {
+		t.Fatalf("expired %d, held %d", n, r.held)
 	}
 }
 
-func TestReassembleExpire(t *testing.T) {
-	r := newReassembler(10*time.Second, 1<<30)
-	c := split(t, randomPayload(2*ChunkSize, 6))
-	t0 := time.Unix(100, 0)
-	r.add(transferKey{1, 1}, c[0].ch, c[0].data, t0)
-	if n := r.expire(t0.Add(5 * time.Second)); n != 0 {
-		t.Fatalf("expired %d too early", n)
-	}
-	r.add(transferKey{1, 1}, c[0].ch, c[0].data, t0.Add(5*time.Second)) // a duplicate refreshes it
-	if n := r.expire(t0.Add(12 * time.Second)); n != 0 {
-		t.Fatalf("expired %d after recent progress", n)
-	}
-	if n := r.expire(t0.Add(16 * time.Second)); n != 1 || r.held != 0 {
-		t.Fatalf("expired %d, held %d; want 1, 0", n, r.held)
-	}
-}
-
-func TestOutTransfers(t *testing.T) {
-	o := newOutTransfers()
+func TestOutTransferWindowAndRecovery(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	o.start(1, &outTransfer{dst: 5, raftTo: 2, snap: true})
-	o.start(2, &outTransfer{dst: 6, raftTo: 3})
-	o.start(3, &outTransfer{dst: 7, raftTo: 4})
-	if _, ok := o.finish(1, mesh.PeerName(99), true); ok {
-		t.Fatal("an ack from the wrong peer finished a transfer")
+	o := newOutTransfer(1, 2, true, payload(20*ChunkSize), t0)
+	var sent []uint32
+	for {
+		i, ok := o.due(t0)
+		if !ok {
+			break
+		}
+		sent = append(sent, i)
 	}
-	if res, ok := o.finish(1, 5, true); !ok || !res.ok || !res.snap || res.raftTo != 2 {
-		t.Fatalf("finish = %+v %v", res, ok)
+	if len(sent) != chunkWindow {
+		t.Fatalf("sent %d chunks before any ack, want the window of %d", len(sent), chunkWindow)
 	}
-	if _, ok := o.finish(1, 5, true); ok {
-		t.Fatal("a duplicate ack finished it twice")
+	// Chunk 2 was lost: acks stall at 2; three duplicates go back.
+	for range 2 {
+		o.onAck(chunkAck{status: ackProgress, next: 2}, t0)
 	}
-	o.written(2, t0.Add(time.Second))
-	// 3 is still being written: no deadline yet, only its peer leaving fails it.
-	if got := o.expire(t0.Add(2*time.Second), nil); len(got) != 1 || got[0].raftTo != 3 {
-		t.Fatalf("expire = %+v, want transfer 2 (raft 3)", got)
+	if o.acked != 2 || o.next != chunkWindow {
+		t.Fatalf("acked %d next %d", o.acked, o.next)
 	}
-	if got := o.expire(t0.Add(time.Hour), map[mesh.PeerName]bool{7: true}); len(got) != 1 || got[0].raftTo != 4 || got[0].ok {
-		t.Fatalf("expire gone = %+v", got)
+	for range 3 {
+		o.onAck(chunkAck{status: ackProgress, next: 2}, t0)
 	}
-	if o.pending() != 0 {
-		t.Fatalf("%d pending", o.pending())
+	if o.next != 2 || !o.recovering {
+		t.Fatalf("after duplicate acks: next %d recovering %v, want 2 true", o.next, o.recovering)
+	}
+	// Without progress, the timer goes back too; after the timeout it fails.
+	o.next = 5
+	if o.tick(t0.Add(resendAfter+time.Millisecond), 10*time.Second); o.next != 2 {
+		t.Fatalf("resend timer: next %d, want 2", o.next)
+	}
+	if got := o.tick(t0.Add(11*time.Second), 10*time.Second); got != transferFailed {
+		t.Fatalf("timeout: %v", got)
+	}
+	if got := o.onAck(chunkAck{status: ackDone}, t0); got != transferDone {
+		t.Fatalf("done ack: %v", got)
+	}
+	if got := o.onAck(chunkAck{status: ackRejected}, t0); got != transferFailed {
+		t.Fatalf("rejected ack: %v", got)
 	}
 }

@@ -1,322 +1,301 @@
-package meshtransport
+package meshtransport_test
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"maps"
-	"slices"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/weaveworks/mesh"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meshkv/meshkv/meshtransport"
 )
 
-// memNet is an in-memory stand-in for mesh: every transport reaches every
-// other one directly, metadata gossip is instant and lossless, and each
-// directed link can be cut. It lets the transport's own logic run under the
-// race detector and inside testing/synctest bubbles.
-type memNet struct {
-	mu     sync.Mutex
-	nodes  map[mesh.PeerName]*Transport
-	cuts   map[[2]mesh.PeerName]cutMode
-	healc  chan struct{} // closed and replaced by every heal, wakes blocked writers
-	frames map[[2]mesh.PeerName]map[frameKind]int
-	next   mesh.PeerName
-}
-
-type cutMode int
-
-const (
-	cutNone  cutMode = iota
-	cutDrop          // writes succeed, nothing arrives (a blackhole)
-	cutError         // writes fail (mesh has no route)
-	cutBlock         // writes block until healed (a full socket buffer on a dead path)
-)
-
-var errMemNoRoute = errors.New("memnet: no route")
-
-func newMemNet() *memNet {
-	return &memNet{
-		nodes:  make(map[mesh.PeerName]*Transport),
-		cuts:   make(map[[2]mesh.PeerName]cutMode),
-		healc:  make(chan struct{}),
-		frames: make(map[[2]mesh.PeerName]map[frameKind]int),
-		next:   0x0a0000000000,
-	}
-}
-
-// cut sets the mode of the directed link a->b.
-func (n *memNet) cut(a, b *Transport, mode cutMode) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cuts[[2]mesh.PeerName{a.name, b.name}] = mode
-	if mode == cutNone {
-		close(n.healc)
-		n.healc = make(chan struct{})
-	}
-}
-
-// cutBoth cuts a->b and b->a.
-func (n *memNet) cutBoth(a, b *Transport, mode cutMode) {
-	n.cut(a, b, mode)
-	n.cut(b, a, mode)
-}
-
-// frameCount is how many frames of kind went from a to b and arrived.
-func (n *memNet) frameCount(a, b *Transport, k frameKind) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.frames[[2]mesh.PeerName{a.name, b.name}][k]
-}
-
-type memEndpoint struct {
-	n    *memNet
-	self mesh.PeerName
-}
-
-var _ network = (*memEndpoint)(nil)
-
-func (e *memEndpoint) unicast(dst mesh.PeerName, frame []byte) error {
-	for {
-		e.n.mu.Lock()
-		mode := e.n.cuts[[2]mesh.PeerName{e.self, dst}]
-		to := e.n.nodes[dst]
-		healc := e.n.healc
-		e.n.mu.Unlock()
-		switch {
-		case to == nil || mode == cutError:
-			return errMemNoRoute
-		case mode == cutDrop:
-			return nil
-		case mode == cutBlock:
-			<-healc
-			continue
+func TestMemExchangeDirect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, nodes := memCluster(t, 3, nil)
+		a, b, c := nodes[0], nodes[1], nodes[2]
+		waitUntil(t, 5*time.Second, "all paths direct", func() bool {
+			return pathOf(a, b) == meshtransport.PathDirect && pathOf(a, c) == meshtransport.PathDirect &&
+				pathOf(b, c) == meshtransport.PathDirect
+		})
+		a.tr.Send([]*raftpb.Message{msg(a.id(), b.id(), 1), msg(a.id(), c.id(), 2), msg(a.id(), b.id(), 3)})
+		waitUntil(t, time.Second, "delivery", func() bool { return b.rec.count(a.id()) == 2 && c.rec.count(a.id()) == 1 })
+		if got := b.rec.indexes(a.id()); got[0] != 1 || got[1] != 3 {
+			t.Fatalf("b got indexes %v, want [1 3]", got)
 		}
-		e.n.mu.Lock()
-		key := [2]mesh.PeerName{e.self, dst}
-		if e.n.frames[key] == nil {
-			e.n.frames[key] = make(map[frameKind]int)
+		st := a.tr.Stats()
+		if st.SentDirect != 3 || st.SentRelayed != 0 {
+			t.Fatalf("stats: direct %d relayed %d, want 3 and 0", st.SentDirect, st.SentRelayed)
 		}
-		e.n.frames[key][frameKind(frame[1])]++
-		e.n.mu.Unlock()
-		return to.raw.OnGossipUnicast(e.self, bytes.Clone(frame))
-	}
+	})
 }
 
-func (e *memEndpoint) peers() []mesh.PeerDescription {
-	e.n.mu.Lock()
-	defer e.n.mu.Unlock()
-	var out []mesh.PeerDescription
-	for _, name := range slices.Sorted(maps.Keys(e.n.nodes)) {
-		out = append(out, mesh.PeerDescription{Name: name, NickName: e.n.nodes[name].cfg.NickName, Self: name == e.self})
-	}
-	return out
+// TestMemCutReroutes: a silent cut between a and b takes their link down;
+// traffic between them goes through c sealed, datagrams the dead link held
+// are re-sent, and the path comes back to direct after the heal.
+func TestMemCutReroutes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "all direct", func() bool { return allDirect(nodes) })
+
+		net.Cut(a, b)
+		// Sent into the cut: held by the link, handed back when it dies.
+		a.tr.Send([]*raftpb.Message{msg(a.id(), b.id(), 1)})
+		d := waitUntil(t, 5*time.Second, "a sees b relayed", func() bool { return pathOf(a, b) == meshtransport.PathRelayed })
+		t.Logf("relayed after %v", d)
+		waitUntil(t, time.Second, "the held message re-sent", func() bool { return b.rec.count(a.id()) == 1 })
+		a.tr.Send([]*raftpb.Message{msg(a.id(), b.id(), 2)})
+		b.tr.Send([]*raftpb.Message{msg(b.id(), a.id(), 3)})
+		waitUntil(t, time.Second, "relayed delivery", func() bool { return b.rec.count(a.id()) == 2 && a.rec.count(b.id()) == 1 })
+		if st := a.tr.Stats(); st.SentRelayed == 0 || st.Resent == 0 {
+			t.Fatalf("stats: relayed %d, resent %d; want both > 0", st.SentRelayed, st.Resent)
+		}
+		// Stays relayed: probes over c are answered.
+		time.Sleep(3 * time.Second)
+		if p := pathOf(a, b); p != meshtransport.PathRelayed {
+			t.Fatalf("path %v after 3s of a cut with a detour, want relayed", p)
+		}
+		net.Heal(a, b)
+		waitUntil(t, 2*time.Second, "direct again", func() bool { return pathOf(a, b) == meshtransport.PathDirect })
+	})
 }
 
-// direct: the in-memory network connects every pair of nodes.
-func (e *memEndpoint) direct(mesh.PeerName) bool { return true }
-
-func (e *memEndpoint) dial(string) error { return nil }
-
-func (e *memEndpoint) broadcast(d mesh.GossipData) {
-	e.n.mu.Lock()
-	var others []*Transport
-	for name, t := range e.n.nodes {
-		if name != e.self {
-			others = append(others, t)
+// TestMemOneWayCut: dropping only a's bytes to b still moves the pair to
+// the relayed path, both ways.
+func TestMemOneWayCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "all direct", func() bool { return allDirect(nodes) })
+		net.CutOneWay(a, b)
+		waitUntil(t, 5*time.Second, "relayed both ways", func() bool {
+			return pathOf(a, b) == meshtransport.PathRelayed && pathOf(b, a) == meshtransport.PathRelayed
+		})
+		for i := range uint64(10) {
+			a.tr.Send([]*raftpb.Message{msg(a.id(), b.id(), i)})
 		}
-	}
-	e.n.mu.Unlock()
-	for _, msg := range d.Encode() {
-		for _, o := range others {
-			if _, err := o.meta.OnGossipBroadcast(e.self, msg); err != nil {
-				panic(err)
+		waitUntil(t, time.Second, "delivery", func() bool { return b.rec.count(a.id()) == 10 })
+	})
+}
+
+// TestMemIsolatedPeerIsDead: with no link and no detour the path turns dead
+// (after the route grace), messages are dropped and raft hears unreachable.
+func TestMemIsolatedPeerIsDead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "all direct", func() bool { return allDirect(nodes) })
+		net.Isolate(b)
+		waitUntil(t, 5*time.Second, "b dead", func() bool { return pathOf(a, b) == meshtransport.PathDead })
+		a.tr.Send([]*raftpb.Message{msg(a.id(), b.id(), 1)})
+		waitUntil(t, time.Second, "unreachable reported", func() bool {
+			a.rec.mu.Lock()
+			defer a.rec.mu.Unlock()
+			return a.rec.unreachable[b.id()] > 0
+		})
+		// Our gossip entry says we cannot reach b.
+		waitUntil(t, 2*time.Second, "c learns that a cannot reach b", func() bool {
+			for _, p := range nodes[2].tr.Peers() {
+				if p.ID == a.tr.RaftID() {
+					return len(p.Unreachable) == 1 && p.Unreachable[0] == b.tr.RaftID()
+				}
 			}
+			return false
+		})
+		net.HealAll()
+		waitUntil(t, 3*time.Second, "all direct again", func() bool { return allDirect(nodes) })
+	})
+}
+
+// snapMsg builds a MsgSnap carrying size bytes of data.
+func snapMsg(from, to uint64, size int) *raftpb.Message {
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	return &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(from), To: new(to), Term: new(uint64(1)),
+		Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(10)), Term: new(uint64(1))}}}
+}
+
+func TestMemSnapshotDirect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, nodes := memCluster(t, 2, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "direct", func() bool { return allDirect(nodes) })
+		a.tr.Send([]*raftpb.Message{snapMsg(a.id(), b.id(), 5*meshtransport.ChunkSize+123)})
+		waitUntil(t, 5*time.Second, "snapshot reported", func() bool { return len(a.rec.snapshots()) == 1 })
+		if st := a.rec.snapshots()[0]; st != raft.SnapshotFinish {
+			t.Fatalf("snapshot status %v, want finish", st)
 		}
-	}
-}
-
-// add joins t to the network, exchanges full metadata both ways and starts
-// its goroutines.
-func (n *memNet) add(t *Transport) {
-	n.mu.Lock()
-	others := slices.Collect(maps.Values(n.nodes))
-	n.nodes[t.name] = t
-	n.mu.Unlock()
-	for _, o := range others {
-		for _, msg := range o.meta.Gossip().Encode() {
-			_, _ = t.meta.OnGossip(msg)
+		if b.rec.count(a.id()) != 1 || len(b.rec.msgs[0].GetSnapshot().GetData()) != 5*meshtransport.ChunkSize+123 {
+			t.Fatal("snapshot not delivered whole")
 		}
-		for _, msg := range t.meta.Gossip().Encode() {
-			_, _ = o.meta.OnGossip(msg)
+	})
+}
+
+// TestMemSnapshotSurvivesLinkDeath: the link dies in the middle of a
+// transfer; the chunks it held are re-sent over the relayed path and the
+// transfer completes.
+func TestMemSnapshotSurvivesLinkDeath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "direct", func() bool { return allDirect(nodes) })
+		net.SetDelay(a, b, 30*time.Millisecond)
+		a.tr.Send([]*raftpb.Message{snapMsg(a.id(), b.id(), 40*meshtransport.ChunkSize)})
+		time.Sleep(50 * time.Millisecond)
+		net.Cut(a, b)
+		waitUntil(t, 20*time.Second, "snapshot reported", func() bool { return len(a.rec.snapshots()) == 1 })
+		if st := a.rec.snapshots()[0]; st != raft.SnapshotFinish {
+			t.Fatalf("snapshot status %v, want finish", st)
 		}
-		signal(o.refreshc)
-	}
-	t.mu.Lock()
-	t.startLoops()
-	t.mu.Unlock()
-}
-
-// newMem creates and starts an in-memory transport with raft id raftID (0 =
-// none) and a recording handler.
-func (n *memNet) newMem(t *testing.T, nick string, raftID uint64, cfg Config) (*Transport, *recorder) {
-	t.Helper()
-	if cfg.ProbeInterval == 0 {
-		cfg.ProbeInterval = 100 * time.Millisecond
-	}
-	cfg.NickName = nick
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.withDefaults()
-	cfg.Logger = testLogger(t)
-	n.mu.Lock()
-	n.next++
-	name := n.next
-	n.mu.Unlock()
-	tr, err := newTransport(cfg, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.net = &memEndpoint{n: n, self: name}
-	rec := newRecorder()
-	tr.SetHandler(rec)
-	tr.SetMeta(Meta{RaftID: raftID, Role: "voter"})
-	n.add(tr)
-	t.Cleanup(func() { _ = tr.Close() })
-	return tr, rec
-}
-
-// recorder is a Handler that records everything.
-type recorder struct {
-	mu          sync.Mutex
-	steps       []*raftpb.Message
-	unreachable map[uint64]int
-	snaps       []snapReport
-}
-
-var _ Handler = (*recorder)(nil)
-
-func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int)} }
-
-func (r *recorder) Step(m *raftpb.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.steps = append(r.steps, m)
-}
-
-func (r *recorder) ReportUnreachable(id uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unreachable[id]++
-}
-
-func (r *recorder) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.snaps = append(r.snaps, snapReport{to: id, status: st})
-}
-
-func (r *recorder) stepCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.steps)
-}
-
-func (r *recorder) messages() []*raftpb.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.steps)
-}
-
-// has reports whether a message from `from` with Index idx arrived.
-func (r *recorder) has(from, idx uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.ContainsFunc(r.steps, func(m *raftpb.Message) bool { return m.GetFrom() == from && m.GetIndex() == idx })
-}
-
-func (r *recorder) unreachableCount(id uint64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.unreachable[id]
-}
-
-func (r *recorder) snapStatus(id uint64) (raft.SnapshotStatus, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.snaps {
-		if s.to == id {
-			return s.status, true
+		st := a.tr.Stats()
+		if st.ChunksSentRelayed == 0 {
+			t.Fatalf("no chunk went over the relayed path: %+v", st)
 		}
-	}
-	return 0, false
-}
-
-// waitFor polls cond until it holds, failing the test after limit. Inside a
-// synctest bubble the polling costs no real time.
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		if b.rec.count(a.id()) != 1 {
+			t.Fatalf("b stepped %d snapshots, want 1", b.rec.count(a.id()))
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
-	return time.Since(start)
+	})
 }
 
-// peerOf returns the Peer entry for tr as seen by from.
-func peerOf(from, tr *Transport) (Peer, bool) {
-	for _, p := range from.Peers() {
-		if p.Name == tr.PeerName() {
-			return p, true
+// TestMemSnapshotFailsWithoutPath: with no path at all, the transfer fails
+// by its timeout and raft hears it.
+func TestMemSnapshotFailsWithoutPath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 2, func(_ int, c *meshtransport.Config) { c.SnapshotTimeout = 2 * time.Second })
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "direct", func() bool { return allDirect(nodes) })
+		net.Cut(a, b)
+		waitUntil(t, 5*time.Second, "dead", func() bool { return pathOf(a, b) == meshtransport.PathDead })
+		a.tr.Send([]*raftpb.Message{snapMsg(a.id(), b.id(), 3*meshtransport.ChunkSize)})
+		waitUntil(t, 10*time.Second, "snapshot reported", func() bool { return len(a.rec.snapshots()) == 1 })
+		if st := a.rec.snapshots()[0]; st != raft.SnapshotFailure {
+			t.Fatalf("snapshot status %v, want failure", st)
 		}
-	}
-	return Peer{}, false
+	})
 }
 
-// connected reports whether every transport resolves every other one's raft
-// id and probes it live directly.
-func connected(trs ...*Transport) bool {
-	for _, a := range trs {
-		for _, b := range trs {
-			if a == b {
-				continue
+// TestMemMemberMessages: membership messages arrive attributed to their
+// sender, on the link or relayed.
+func TestMemMemberMessages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, nil)
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "direct", func() bool { return allDirect(nodes) })
+		send := func(m meshtransport.MemberMessage) meshtransport.MemberMessage {
+			t.Helper()
+			m.From = 12345 // ignored: the receiver learns it from the key
+			if err := a.tr.SendMember(b.tr.RaftID(), m); err != nil {
+				t.Fatal(err)
 			}
-			p, ok := peerOf(a, b)
-			if !ok || !p.Live || p.Via != "" {
-				return false
+			select {
+			case got := <-b.tr.MemberMessages():
+				return got
+			case <-time.After(2 * time.Second):
+				t.Fatal("no membership message")
 			}
-			if id := b.ownRaft.Load(); id != 0 && (*a.byRaft.Load())[id] == nil {
-				return false
-			}
+			return meshtransport.MemberMessage{}
 		}
-	}
-	return true
+		got := send(meshtransport.MemberMessage{Kind: meshtransport.MemberQuery, Nonce: 77})
+		if got.Kind != meshtransport.MemberQuery || got.From != a.tr.RaftID() || got.Nonce != 77 {
+			t.Fatalf("query arrived as %+v", got)
+		}
+		a.tr.SetClusterID(5)
+		b.tr.SetClusterID(5)
+		net.Cut(a, b)
+		waitUntil(t, 5*time.Second, "relayed", func() bool { return pathOf(a, b) == meshtransport.PathRelayed })
+		got = send(meshtransport.MemberMessage{Kind: meshtransport.MemberReply, Nonce: 77, Status: meshtransport.StatusRemoved,
+			Term: 9, Index: 100, Leader: nodes[2].tr.RaftID()})
+		if got.Kind != meshtransport.MemberReply || got.From != a.tr.RaftID() || got.Status != meshtransport.StatusRemoved ||
+			got.Term != 9 || got.Index != 100 || got.Leader != nodes[2].tr.RaftID() || got.ClusterID != 5 {
+			t.Fatalf("relayed reply arrived as %+v", got)
+		}
+		got = send(meshtransport.MemberMessage{Kind: meshtransport.RemovalNotice, Term: 3, Index: 4})
+		if got.Kind != meshtransport.RemovalNotice || got.Term != 3 || got.Index != 4 {
+			t.Fatalf("removal notice arrived as %+v", got)
+		}
+		// Another cluster's notice is dropped.
+		a.tr.SetClusterID(6)
+		if err := a.tr.SendMember(b.tr.RaftID(), meshtransport.MemberMessage{Kind: meshtransport.RemovalNotice}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-b.tr.MemberMessages():
+			t.Fatalf("a foreign cluster's notice arrived: %+v", m)
+		case <-time.After(time.Second):
+		}
+		if err := a.tr.SendMember(999, meshtransport.MemberMessage{Kind: meshtransport.JoinRequest}); err == nil {
+			t.Fatal("a message to an unknown member was accepted")
+		}
+	})
 }
 
-func msg(from, to, idx uint64) *raftpb.Message {
-	m := newMsg(raftpb.MsgApp, from, to)
-	m.Index, m.Term = new(idx), new(uint64(1))
-	m.Entries = []*raftpb.Entry{{Term: new(uint64(1)), Index: new(idx), Data: []byte(fmt.Sprintf("entry-%d", idx))}}
-	return m
+// TestMemUnknownDestinationAndQueue: messages to unknown raft ids are
+// dropped and reported; a relayed queue that overflows drops the excess.
+func TestMemUnknownDestinationAndQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, nodes := memCluster(t, 3, func(_ int, c *meshtransport.Config) { c.QueueLen = 16 })
+		a, b := nodes[0], nodes[1]
+		waitUntil(t, 5*time.Second, "direct", func() bool { return allDirect(nodes) })
+		a.tr.Send([]*raftpb.Message{msg(a.id(), 4242, 1)})
+		waitUntil(t, time.Second, "unreachable reported", func() bool {
+			a.rec.mu.Lock()
+			defer a.rec.mu.Unlock()
+			return a.rec.unreachable[4242] == 1
+		})
+		net.Cut(a, b)
+		waitUntil(t, 5*time.Second, "relayed", func() bool { return pathOf(a, b) == meshtransport.PathRelayed })
+		var batch []*raftpb.Message
+		for i := range uint64(100) {
+			batch = append(batch, msg(a.id(), b.id(), i))
+		}
+		a.tr.Send(batch)
+		st := a.tr.Stats()
+		if st.Drops["queue-full"] == 0 || st.Drops["unknown-member"] != 1 {
+			t.Fatalf("drops %v", st.Drops)
+		}
+	})
 }
 
-// newMsg returns a message of type typ from one raft id to another.
-func newMsg(typ raftpb.MessageType, from, to uint64) *raftpb.Message {
-	return &raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to)}
+// TestMemSaysWhyNoLink: a configured peer we cannot link to is reported at
+// warn, periodically, with the reason.
+func TestMemSaysWhyNoLink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf syncBuffer
+		_, nodes := memCluster(t, 1, func(_ int, c *meshtransport.Config) {
+			c.Peers = []string{"nobody:7000"}
+			c.NoLinkLogEvery = 2 * time.Second
+			c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		})
+		_ = nodes
+		time.Sleep(5 * time.Second)
+		out := buf.String()
+		if n := strings.Count(out, `msg="no link to a configured peer"`); n != 2 || !strings.Contains(out, `addr=nobody:7000 why="connection refused"`) {
+			t.Fatalf("warned %d times in 5s, want 2:\n%s", n, out)
+		}
+	})
 }
 
-// snapMsg returns a MsgSnap carrying data and a snapshot index.
-func snapMsg(from, to, term, index uint64, data []byte) *raftpb.Message {
-	m := newMsg(raftpb.MsgSnap, from, to)
-	m.Term = new(term)
-	m.Snapshot = &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(term)}}
-	return m
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

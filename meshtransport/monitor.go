@@ -1,270 +1,223 @@
 package meshtransport
 
 import (
-	"maps"
 	"slices"
-	"sync"
 	"time"
 
-	"github.com/weaveworks/mesh"
-	"go.etcd.io/raft/v3"
+	"github.com/meshkv/meshkv/internal/peerlink"
 )
 
-// monitorLoop is the monitor goroutine. It owns the link set (creating a link
-// and its sender for every peer of our cluster name, stopping links of peers
-// that left), the raft id map, the probe rounds, the route of every link, and
-// the expiry of unacknowledged transfers.
+// unreachablePublishMin spaces out re-signing our entry when only our
+// unreachable set changed.
+const unreachablePublishMin = 200 * time.Millisecond
+
+// monitorLoop is the monitor goroutine. It owns the path decisions of
+// peers without a link (route checks, sealed probes, verdicts), keeps the
+// peer set and the dial targets in step with the gossip, refreshes and
+// expires gossip entries, and reports configured peers we cannot link to.
 func (t *Transport) monitorLoop() {
-	tick := time.NewTicker(t.cfg.ProbeInterval)
-	defer tick.Stop()
-	t.refresh()
+	ticker := time.NewTicker(t.tick)
+	defer ticker.Stop()
+	m := &monitor{t: t}
+	now := time.Now()
+	m.lastRefresh, m.lastExpire, m.lastNoLinkLog = now, now, now
+	m.syncGossip(now)
 	for {
 		select {
 		case <-t.stopc:
 			return
-		case <-t.refreshc:
-			t.refresh()
-		case now := <-tick.C:
-			t.refresh()
-			t.probeRound(now)
+		case <-t.gossipc:
+			m.syncGossip(time.Now())
+		case <-t.routec:
+			// Senders waiting for a dead link's route to go look again.
+			for _, p := range t.peerList() {
+				p.out.wake()
+			}
+		case now := <-ticker.C:
+			m.tick(now)
 		}
 	}
 }
 
-// refresh reconciles the links with mesh's peer list and the gossiped
-// metadata, and rebuilds the raft id -> peer map from Meta.RaftID.
-func (t *Transport) refresh() {
-	descs := t.net.peers()
-	metas := t.meta.snapshot()
-	want := make(map[mesh.PeerName]bool)
-	for _, d := range descs {
-		if d.Name == t.name {
+// monitor is the monitor goroutine's own state.
+type monitor struct {
+	t             *Transport
+	lastRefresh   time.Time
+	lastExpire    time.Time
+	lastNoLinkLog time.Time
+	lastUnreach   time.Time
+	unreachable   []MemberID // as last published
+	targets       []string   // as last set
+}
+
+// syncGossip adds a peer for every live gossip entry of our cluster, takes
+// their sealing keys and recomputes the dial targets.
+func (m *monitor) syncGossip(now time.Time) {
+	t := m.t
+	live := t.gossip.live()
+	var discovered []string
+	for _, h := range live {
+		e := h.e
+		if e.meta.ClusterName != t.cfg.ClusterName {
 			continue
 		}
-		if e, ok := metas[d.Name]; ok && e.Meta.ClusterName == t.cfg.ClusterName {
-			want[d.Name] = true
+		p := t.addPeer(e.pub)
+		if p == nil {
+			continue
+		}
+		p.setSealKey(e.seal)
+		p.mu.Lock()
+		p.lastActive = now
+		p.mu.Unlock()
+		if e.addr != "" && *t.cfg.PeerDiscovery {
+			discovered = append(discovered, e.addr)
 		}
 	}
+	slices.Sort(discovered)
+	targets := slices.Clone(t.cfg.Peers)
+	for _, a := range slices.Compact(discovered) {
+		if a != t.advertiseSnapshot() && !slices.Contains(targets, a) {
+			targets = append(targets, a)
+		}
+	}
+	if !slices.Equal(targets, m.targets) {
+		if err := t.links.SetTargets(targets); err != nil {
+			t.log.Warn("cannot dial peers learnt from gossip", "err", err)
+			// Fall back to the configured peers; a bad address in one
+			// entry must not stop discovery of the others.
+			targets = slices.Clone(t.cfg.Peers)
+			_ = t.links.SetTargets(targets)
+		}
+		m.targets = targets
+	}
+}
 
+func (t *Transport) advertiseSnapshot() string {
 	t.mu.Lock()
-	if t.closed.Load() {
-		t.mu.Unlock()
-		return
+	defer t.mu.Unlock()
+	return t.advertise
+}
+
+// tick runs the periodic work.
+func (m *monitor) tick(now time.Time) {
+	t := m.t
+	rtts := make(map[peerlink.PublicKey]time.Duration)
+	for _, li := range t.links.Links() {
+		rtts[li.Key] = li.RTT
 	}
-	var added []mesh.PeerName
-	var removed []*link
-	for n := range want {
-		if _, ok := t.links[n]; !ok {
-			l := newLink(t, n)
-			t.links[n] = l
-			t.wg.Go(l.run)
-			added = append(added, n)
-		}
-	}
-	for n, l := range t.links {
-		if !want[n] {
-			delete(t.links, n)
-			removed = append(removed, l)
-		}
-	}
-	byRaft := make(map[uint64]*link, len(t.links))
-	for n, l := range t.links {
-		id := metas[n].Meta.RaftID
-		l.raftID.Store(id)
-		if id == 0 {
-			continue
-		}
-		if other, dup := byRaft[id]; dup {
-			t.logger.Error("two peers claim one raft id; using the lower peer name",
-				"raft_id", id, "peer", n.String(), "other", other.peer.String())
-			if other.peer < n {
-				continue
+	peers := t.peerList()
+	var dead []MemberID
+	live := t.gossip.live()
+	for _, p := range peers {
+		hop, ok := t.router.NextHop(p.name)
+		p.mu.Lock()
+		p.ps.setRoute(ok && hop != p.name, now)
+		r := p.ps.tick(now)
+		p.linkRTT = rtts[p.key]
+		path := p.ps.path
+		p.publishPath()
+		p.mu.Unlock()
+		if r.probe {
+			f := appendHeader(make([]byte, 0, headerLen), t.header(kindProbe, p.id, r.seq))
+			if t.sendControl(p, f) {
+				t.stats.probesSent.Add(1)
 			}
 		}
-		byRaft[id] = l
-	}
-	mapChanged := !maps.Equal(*t.byRaft.Load(), byRaft)
-	if mapChanged {
-		t.byRaft.Store(&byRaft)
-	}
-	t.mu.Unlock()
-	t.discover(metas)
-
-	gone := make(map[mesh.PeerName]bool)
-	for _, l := range removed {
-		l.stop(true)
-		gone[l.peer] = true
-		t.logger.Info("peer left", "to", l.peer.String())
-	}
-	for _, n := range added {
-		t.logger.Info("peer joined", "to", n.String(), "raft_id", metas[n].Meta.RaftID)
-	}
-	if len(gone) > 0 {
-		for _, res := range t.transfers.expire(time.Now(), gone) {
-			t.reportTransfer(res)
+		if r.changed {
+			why := "probes unanswered"
+			if path == PathDead && !ok {
+				why = "no route through the mesh"
+			}
+			t.pathChanged(p, path, why)
+			signal(t.changec)
+		}
+		if path == PathDead {
+			if h, ok := live[p.name]; ok && h.e.meta.ClusterName == t.cfg.ClusterName {
+				dead = append(dead, p.id)
+			}
 		}
 	}
-	if len(added) > 0 || len(removed) > 0 || mapChanged {
-		signal(t.changec)
+	slices.Sort(dead)
+	if !slices.Equal(dead, m.unreachable) && now.Sub(m.lastUnreach) >= unreachablePublishMin {
+		m.unreachable, m.lastUnreach, m.lastRefresh = dead, now, now
+		t.publishOwn(func(e *entry) { e.unreachable = slices.Clone(dead) })
+	}
+	if now.Sub(m.lastRefresh) >= t.cfg.RefreshInterval {
+		m.lastRefresh = now
+		t.publishOwn(func(*entry) {})
+	}
+	if now.Sub(m.lastExpire) >= time.Second {
+		m.lastExpire = now
+		m.expire(now)
+	}
+	if now.Sub(m.lastNoLinkLog) >= t.cfg.NoLinkLogEvery {
+		m.lastNoLinkLog = now
+		m.logMissingLinks(now)
 	}
 }
 
-// discover dials every peer of our cluster that gossips a mesh address and
-// is not connected to us directly, once per address (mesh keeps retrying
-// it). Mesh's own discovery dials the addresses its neighbours see, with our
-// port, so without this peers on other ports only ever reach each other
-// through a third peer, which then carries all their traffic.
-func (t *Transport) discover(metas map[mesh.PeerName]*metaEntry) {
-	if !*t.cfg.PeerDiscovery {
-		return
+// expire drops expired gossip entries, and peers that have had neither a
+// link nor a live entry for EntryTTL.
+func (m *monitor) expire(now time.Time) {
+	t := m.t
+	if gone := t.gossip.expire(now); len(gone) > 0 {
+		for _, n := range gone {
+			t.log.Info("gossip entry expired", "name", n.String())
+		}
 	}
-	for name, e := range metas {
-		if name == t.name || e.Addr == "" || e.Meta.ClusterName != t.cfg.ClusterName || t.dialed[e.Addr] || t.net.direct(name) {
-			continue
+	live := t.gossip.live()
+	for _, p := range t.peerList() {
+		_, hasEntry := live[p.name]
+		p.mu.Lock()
+		if hasEntry || p.ps.link {
+			p.lastActive = now
 		}
-		t.dialed[e.Addr] = true
-		if err := t.net.dial(e.Addr); err != nil {
-			t.logger.Warn("cannot dial a peer learnt from gossip", "to", name.String(), "addr", e.Addr, "err", err)
-			continue
+		idle := now.Sub(p.lastActive) > t.cfg.EntryTTL
+		p.mu.Unlock()
+		if idle {
+			t.log.Info("forgetting peer: no link and no live gossip entry", "peer", p.id.String(), "name", p.name.String())
+			t.removePeer(p)
+			signal(t.changec)
 		}
-		t.logger.Info("dialling a peer learnt from gossip", "to", name.String(), "addr", e.Addr)
 	}
 }
 
-// probeRound closes one probe round for every link, then re-decides every
-// link's route: direct unless probes call it dead, else a detour through
-// the best live relay that reports the destination live, else none.
-func (t *Transport) probeRound(now time.Time) {
-	t.mu.Lock()
-	links := make(map[mesh.PeerName]*link, len(t.links))
-	maps.Copy(links, t.links)
-	t.mu.Unlock()
-	names := slices.Sorted(maps.Keys(links))
-
-	changed := false
-	for _, n := range names {
-		if links[n].tickProbe(now) {
-			changed = true
-			t.logger.Warn("peer unreachable directly: probes unanswered", "to", n.String(),
-				"missed", t.cfg.ProbeFailures, "interval", t.cfg.ProbeInterval)
-		}
-	}
-
-	for _, n := range names {
-		l := links[n]
-		st, _ := l.liveness()
-		old := l.route.Load()
-		next := directRoute
-		if st == stateDead {
-			cands := make([]relayCandidate, 0, len(links)-1)
-			for _, o := range names {
-				if o != n {
-					cands = append(cands, links[o].candidate(n))
-				}
-			}
-			cur := mesh.UnknownPeerName
-			if old.relay != nil {
-				cur = old.relay.peer
-			}
-			next = &routeInfo{dead: true, relay: links[chooseRelay(cur, cands)]}
-		}
-		if old.dead == next.dead && old.relay == next.relay {
+// logMissingLinks warns about every configured peer address we have no
+// link to, saying why.
+func (m *monitor) logMissingLinks(now time.Time) {
+	t := m.t
+	for _, ti := range t.links.Targets() {
+		if ti.Linked || ti.Self || !slices.Contains(t.cfg.Peers, ti.Addr) {
 			continue
 		}
-		l.route.Store(next)
-		changed = true
-		switch {
-		case !next.dead:
-		case next.relay != nil:
-			t.logger.Warn("detouring through a relay", "to", n.String(), "via", next.relay.peer.String())
-		default:
-			t.logger.Warn("no route and no detour", "to", n.String())
+		why := ti.LastError
+		if why == "" {
+			why = "no attempt has succeeded yet"
 		}
+		attrs := []any{"addr", ti.Addr, "why", why}
+		if !ti.FailingSince.IsZero() {
+			attrs = append(attrs, "failing_for", now.Sub(ti.FailingSince).Round(time.Second).String())
+		}
+		if ti.HasKey {
+			p := t.peerByKey(ti.Key)
+			attrs = append(attrs, "peer", RaftIDOf(ti.Key).String())
+			if p != nil {
+				attrs = append(attrs, "path", p.currentPath().String())
+			}
+		}
+		t.log.Warn("no link to a configured peer", attrs...)
 	}
-	// Transfers end by acknowledgement, by deadline, or when their peer
-	// leaves the mesh (updateLinks): a dead route with no detour still
-	// sends the direct way, so its chunks may well arrive.
-	for _, res := range t.transfers.expire(now, nil) {
-		t.reportTransfer(res)
-	}
+}
+
+// probeReplied applies a probe reply from p.
+func (t *Transport) probeReplied(p *peer, seq uint64, now time.Time) {
+	p.mu.Lock()
+	changed := p.ps.probeReply(seq, now)
+	path := p.ps.path
+	p.publishPath()
+	p.mu.Unlock()
 	if changed {
+		t.pathChanged(p, path, "probe answered over the mesh")
 		signal(t.changec)
-	}
-}
-
-// reporter collects outcomes for the handler so that they are reported from
-// our own goroutine, never from inside Send (the raft loop).
-type reporter struct {
-	mu      sync.Mutex
-	unreach map[uint64]struct{} // coalesced
-	snaps   []snapReport
-	dropped uint64
-	wakec   chan struct{}
-}
-
-type snapReport struct {
-	to     uint64
-	status raft.SnapshotStatus
-}
-
-// maxSnapReports bounds pending snapshot reports; raft has at most one
-// snapshot in flight per follower, so this is never reached in practice.
-const maxSnapReports = 4096
-
-func newReporter() *reporter {
-	return &reporter{unreach: make(map[uint64]struct{}), wakec: make(chan struct{}, 1)}
-}
-
-func (r *reporter) unreachable(id uint64) {
-	if id == 0 {
-		return
-	}
-	r.mu.Lock()
-	r.unreach[id] = struct{}{}
-	r.mu.Unlock()
-	signal(r.wakec)
-}
-
-func (r *reporter) snapshot(id uint64, st raft.SnapshotStatus) {
-	r.mu.Lock()
-	if len(r.snaps) < maxSnapReports {
-		r.snaps = append(r.snaps, snapReport{to: id, status: st})
-	} else {
-		r.dropped++
-	}
-	r.mu.Unlock()
-	signal(r.wakec)
-}
-
-func (r *reporter) take() ([]snapReport, []uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	snaps := r.snaps
-	r.snaps = nil
-	ids := slices.Sorted(maps.Keys(r.unreach))
-	clear(r.unreach)
-	return snaps, ids
-}
-
-// reportLoop is the reporter goroutine: it hands collected outcomes to the
-// handler (discarding them while there is none).
-func (t *Transport) reportLoop() {
-	for {
-		select {
-		case <-t.stopc:
-			return
-		case <-t.reports.wakec:
-		}
-		snaps, ids := t.reports.take()
-		h := t.currentHandler()
-		if h == nil {
-			continue
-		}
-		for _, s := range snaps {
-			h.ReportSnapshot(s.to, s.status)
-		}
-		for _, id := range ids {
-			h.ReportUnreachable(id)
-		}
 	}
 }

@@ -2,20 +2,20 @@ package meshtransport
 
 import (
 	"cmp"
-	"crypto/rand"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/weaveworks/mesh"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meshkv/meshkv/internal/ids"
+	"github.com/meshkv/meshkv/internal/peerlink"
 )
 
 // Handler is what the transport calls for inbound raft traffic and send
@@ -27,158 +27,158 @@ type Handler interface {
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
 
-// Peer is one peer as the transport sees it.
+// Peer is one node as the transport sees it.
 type Peer struct {
-	Name     string // mesh peer name (random per process start)
+	Name     PeerName
+	ID       MemberID
+	Key      peerlink.PublicKey
 	NickName string
-	Meta     Meta
-	// Live: our own probes (not mesh's failure detector) currently succeed
-	// to it, directly or via a detour. Always true for ourself.
-	Live bool
-	// Via is "" for the direct (mesh-routed) path, or the name of the relay
-	// peer carrying our detour to it.
-	Via string
-	RTT time.Duration // round trip of the newest answered probe (direct path)
-	// Self marks ourself.
+	// Meta is the peer's own signed claim (zero until its gossip entry
+	// arrived); Meta.RaftID is always ID.
+	Meta Meta
 	Self bool
-	// InMesh: mesh currently knows the peer (it is connected, directly or
-	// through other peers). A peer that left stays listed with InMesh false,
-	// because its gossiped Meta is kept.
-	InMesh bool
+	// Path is how our frames reach it now; Live is Path != PathDead (and
+	// always true for ourself).
+	Path Path
+	Live bool
+	// Since is when Path last changed.
+	Since time.Time
+	// RTT is the link's ping round trip when direct, else the newest
+	// answered probe's.
+	RTT time.Duration
+	// LastRefresh is when we last took a new version of its gossip entry
+	// (zero if we hold none); the entry expires at Expires.
+	LastRefresh time.Time
+	Expires     time.Time
+	// Unreachable lists the raft ids the peer says (in its signed entry)
+	// it cannot reach.
+	Unreachable []MemberID
 }
 
-// Transport carries raft messages between meshkv nodes over a Weave Mesh
-// network. See the package documentation for the contract.
+// Transport carries raft messages between meshkv nodes. See the package
+// documentation for the contract.
 type Transport struct {
-	cfg         Config
-	logger      *slog.Logger
-	name        mesh.PeerName
-	router      *mesh.Router // nil for in-memory test networks
-	net         network
-	meta        *metaState
-	raw         *rawReceiver
-	listenHost  string
-	listenPort  int
-	clusterID   atomic.Uint64
-	ownRaft     atomic.Uint64
-	handler     atomic.Pointer[handlerRef]
-	stats       counters
-	transfers   *outTransfers
-	reports     *reporter
+	cfg        Config
+	log        *slog.Logger
+	id         *Identity
+	links      Links
+	router     Router
+	gossip     *gossipState
+	pathParams pathParams
+	tick       time.Duration
+	stats      counters
+	reports    *reporter
+	memberc    chan MemberMessage
+
+	clusterID atomic.Uint64
+	handler   atomic.Pointer[handlerRef]
+	byKey     atomic.Pointer[map[peerlink.PublicKey]*peer]
+	byID      atomic.Pointer[map[MemberID]*peer]
+
 	inboundc    chan inbound
 	inboundHeld atomic.Int64
-	changec     chan struct{} // capacity 1, coalesced
-	refreshc    chan struct{} // capacity 1: peers or metadata changed
+	changec     chan struct{} // capacity 1, coalesced: Changes
+	gossipc     chan struct{} // capacity 1: gossip state changed
+	routec      chan struct{} // capacity 1: routes may have changed
 	stopc       chan struct{}
 	closed      atomic.Bool
 	wg          sync.WaitGroup
 
 	nextTransfer atomic.Uint64
+	violog       *logLimiter
 
-	mu      sync.Mutex
-	started bool
-	links   map[mesh.PeerName]*link
-	dialed  map[string]bool                  // mesh addresses discover dialled; monitor goroutine only
-	byRaft  atomic.Pointer[map[uint64]*link] // replaced under mu, read lock-free
-	foreign map[uint64]bool                  // foreign cluster ids already logged
+	mu        sync.Mutex
+	started   bool
+	peers     map[peerlink.PublicKey]*peer
+	advertise string
+	foreign   map[uint64]bool // foreign cluster ids already logged
 }
 
 type handlerRef struct{ h Handler }
 
-// New creates a transport with its mesh router and gossip channels. It does
-// not open sockets; call Start.
+// New checks cfg and builds a transport (keys, link layer, router) without
+// opening sockets; Start does.
 func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	host, port, err := splitHostPort(cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: listen address %q: %v", ErrInvalidConfig, cfg.ListenAddr, err)
+	id := cfg.Identity
+	if id == nil {
+		var err error
+		if id, err = NewIdentity(); err != nil {
+			return nil, err
+		}
 	}
-	name, err := randomPeerName()
-	if err != nil {
-		return nil, err
+	fabric := cfg.Fabric
+	if fabric == nil {
+		fabric = realFabric{}
 	}
-	t, err := newTransport(cfg, name)
-	if err != nil {
-		return nil, err
+	tick := min(cfg.ProbeInterval/2, 50*time.Millisecond)
+	t := &Transport{
+		cfg:        cfg,
+		log:        cfg.Logger.With("member", id.RaftID().String(), "nick", cfg.NickName),
+		id:         id,
+		pathParams: newPathParams(cfg.ProbeInterval, cfg.ProbeFailures, tick),
+		tick:       tick,
+		reports:    newReporter(),
+		memberc:    make(chan MemberMessage, memberQueueLen),
+		inboundc:   make(chan inbound, inboundQueueLen),
+		changec:    make(chan struct{}, 1),
+		gossipc:    make(chan struct{}, 1),
+		routec:     make(chan struct{}, 1),
+		stopc:      make(chan struct{}),
+		violog:     newLogLimiter(10 * time.Second),
+		peers:      make(map[peerlink.PublicKey]*peer),
+		foreign:    make(map[uint64]bool),
 	}
-	t.listenHost, t.listenPort = host, port
+	t.byKey.Store(&map[peerlink.PublicKey]*peer{})
+	t.byID.Store(&map[MemberID]*peer{})
+	t.gossip = newGossipState(id, cfg.EntryTTL, cfg.MaxPeers, func() { signal(t.gossipc); signal(t.changec) })
 
-	gossipInterval := cfg.GossipInterval
-	mcfg := mesh.Config{
-		Host:               host,
-		Port:               port,
-		Password:           cfg.Password,
-		ProtocolMinVersion: 2,
-		PeerDiscovery:      *cfg.PeerDiscovery,
-		GossipInterval:     &gossipInterval,
+	var secret *peerlink.ClusterSecret
+	if cfg.Password != nil {
+		var err error
+		if secret, err = peerlink.NewClusterSecret(cfg.Password); err != nil {
+			return nil, fmt.Errorf("meshtransport: %w", err)
+		}
 	}
-	router, err := mesh.NewRouter(mcfg, name, cfg.NickName, mesh.NullOverlay{}, meshLogger{t.logger})
-	if err != nil {
-		return nil, fmt.Errorf("meshtransport: create router: %w", err)
+	lc := cfg.Link
+	lc.ListenAddr = cfg.ListenAddr
+	lc.AdvertiseAddr = cfg.AdvertiseAddr
+	lc.Identity = id.Link()
+	lc.ClusterSecret = secret
+	lc.ClusterName = cfg.ClusterName
+	lc.AppHello = appendHello(nil, id.SealKey())
+	lc.Handler = linkHandler{t}
+	lc.Authorize = t.authorize
+	lc.Logger = cfg.Logger.With("component", "peerlink", "member", id.RaftID().String())
+	if lc.MaxDatagram != 0 && lc.MaxDatagram < MaxFrame {
+		return nil, fmt.Errorf("%w: link max datagram %d is below the frame size %d", ErrInvalidConfig, lc.MaxDatagram, MaxFrame)
 	}
-	raw, err := router.NewGossip(rawChannel, t.raw)
-	if err != nil {
-		return nil, fmt.Errorf("meshtransport: register channel: %w", err)
+	if lc.MaxDatagram == 0 {
+		lc.MaxDatagram = MaxFrame
 	}
-	meta, err := router.NewGossip(metaChannel, t.meta)
+	links, err := fabric.NewLinks(lc)
 	if err != nil {
-		return nil, fmt.Errorf("meshtransport: register channel: %w", err)
+		return nil, fmt.Errorf("meshtransport: links: %w", err)
+	}
+	t.links = links
+	router, err := fabric.NewRouter(RouterConfig{
+		Name:           id.PeerName(),
+		NickName:       cfg.NickName,
+		OpenStream:     t.openStream,
+		Deliver:        t.deliverSealed,
+		Gossip:         t.gossip,
+		RoutesChanged:  func() { signal(t.routec) },
+		GossipInterval: cfg.GossipInterval,
+		Logger:         cfg.Logger.With("component", "mesh", "member", id.RaftID().String()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meshtransport: router: %w", err)
 	}
 	t.router = router
-	t.net = &meshNetwork{router: router, raw: raw, meta: meta}
 	return t, nil
-}
-
-// newTransport builds everything but the network.
-func newTransport(cfg Config, name mesh.PeerName) (*Transport, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("meshtransport: random incarnation: %w", err)
-	}
-	t := &Transport{
-		cfg:       cfg,
-		logger:    cfg.Logger.With("peer", name.String(), "nick", cfg.NickName),
-		name:      name,
-		transfers: newOutTransfers(),
-		inboundc:  make(chan inbound, inboundQueueLen),
-		changec:   make(chan struct{}, 1),
-		refreshc:  make(chan struct{}, 1),
-		stopc:     make(chan struct{}),
-		links:     make(map[mesh.PeerName]*link),
-		dialed:    make(map[string]bool),
-		foreign:   make(map[uint64]bool),
-	}
-	t.reports = newReporter()
-	empty := map[uint64]*link{}
-	t.byRaft.Store(&empty)
-	own := &metaEntry{
-		Incarnation: binary.BigEndian.Uint64(b[:]),
-		Version:     1,
-		NickName:    cfg.NickName,
-		Meta:        Meta{ClusterName: cfg.ClusterName},
-	}
-	t.meta = newMetaState(name, own, func() {
-		signal(t.refreshc)
-		signal(t.changec)
-	})
-	t.raw = &rawReceiver{t: t}
-	return t, nil
-}
-
-// randomPeerName returns a random non-zero 48-bit mesh peer name.
-func randomPeerName() (mesh.PeerName, error) {
-	var b [8]byte
-	for {
-		if _, err := rand.Read(b[2:]); err != nil {
-			return 0, fmt.Errorf("meshtransport: random peer name: %w", err)
-		}
-		if n := mesh.PeerName(binary.BigEndian.Uint64(b[:])); n != mesh.UnknownPeerName {
-			return n, nil
-		}
-	}
 }
 
 func signal(c chan struct{}) {
@@ -188,10 +188,32 @@ func signal(c chan struct{}) {
 	}
 }
 
-// Start binds the listen address (returning ErrBind instead of letting mesh
-// panic), starts the router, connects to the configured peers and starts the
-// transport's goroutines.
+// openStream opens a stream on a link, for a router that splices its
+// connections over links.
+func (t *Transport) openStream(peer peerlink.PublicKey) (*peerlink.Stream, error) {
+	if n, ok := t.links.(*peerlink.Node); ok {
+		return n.OpenStream(peer)
+	}
+	return nil, peerlink.ErrNoLink
+}
+
+// Start binds the link listener and the router's loopback port, starts
+// both, dials Config.Peers and starts the transport's goroutines.
 func (t *Transport) Start() error {
+	if err := t.start(); err != nil {
+		return err
+	}
+	t.publishOwn(func(*entry) {})
+	if t.cfg.Password == nil {
+		t.log.Warn("mesh running WITHOUT a password: anyone who reaches the mesh port joins the cluster and can read and change all its data",
+			"listen", t.links.Addr(), "insecure-allow-anyone", t.cfg.InsecureAllowAnyone)
+	}
+	t.log.Info("mesh transport started", "listen", t.links.Addr(), "advertise", t.advertise, "peers", t.cfg.Peers,
+		"raft_id", t.id.RaftID().String(), "mesh_name", t.id.PeerName().String())
+	return nil
+}
+
+func (t *Transport) start() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
@@ -200,66 +222,48 @@ func (t *Transport) Start() error {
 	if t.started {
 		return ErrStarted
 	}
-	port, err := bindCheck(t.listenHost, t.listenPort)
-	if err != nil {
+	if err := t.router.Start(); err != nil {
 		return err
 	}
-	t.router.Port = port
-	t.listenPort = port
-	if ip := net.ParseIP(t.listenHost); t.listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
-		t.meta.setAddr(t.addrLocked())
+	if err := t.links.Start(); err != nil {
+		_ = t.router.Close()
+		return fmt.Errorf("%w: %w", ErrBind, err)
 	}
-	if err := startRouter(t.router); err != nil {
+	t.advertise = t.advertiseAddr()
+	if err := t.links.SetTargets(t.cfg.Peers); err != nil {
+		_ = t.links.Close()
+		_ = t.router.Close()
 		return err
 	}
-	if errs := t.router.ConnectionMaker.InitiateConnections(t.cfg.Peers, false); len(errs) > 0 {
-		t.logger.Warn("some peers cannot be dialled", "errors", errs)
-	}
-	t.router.Routes.OnChange(func() { signal(t.refreshc); signal(t.changec) })
-	t.router.Peers.OnGC(func(*mesh.Peer) { signal(t.refreshc); signal(t.changec) })
-	t.startLoops()
-	t.logger.Info("mesh transport started", "addr", t.addrLocked(), "peers", t.cfg.Peers)
-	return nil
-}
-
-// startLoops starts the goroutines and announces our metadata; t.mu is held.
-func (t *Transport) startLoops() {
 	t.started = true
 	t.wg.Go(t.monitorLoop)
 	t.wg.Go(t.inboundLoop)
 	t.wg.Go(t.reportLoop)
-	t.net.broadcast(t.meta.ownData())
-}
-
-// bindCheck proves the address can be bound (mesh panics if it cannot) and
-// turns port 0 into a concrete free port.
-func bindCheck(host string, port int) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBind, err)
-	}
-	port = ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBind, err)
-	}
-	return port, nil
-}
-
-// startRouter starts mesh, turning its bind panic (possible if someone took
-// the port since bindCheck) into ErrBind.
-func startRouter(r *mesh.Router) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrBind, p)
-		}
-	}()
-	r.Start()
 	return nil
 }
 
-// SetHandler installs the receiver of inbound raft traffic. It may be called
-// at any time; inbound raft messages arriving while there is no handler are
-// dropped and counted.
+// advertiseAddr is the address we announce in our gossip entry (the link
+// layer announces the same one in its hello).
+func (t *Transport) advertiseAddr() string {
+	if t.cfg.AdvertiseAddr != "" {
+		return t.cfg.AdvertiseAddr
+	}
+	host, _, err := net.SplitHostPort(t.cfg.ListenAddr)
+	if err != nil || host == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(t.links.Addr())
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// SetHandler installs the receiver of inbound raft traffic. Inbound raft
+// messages arriving while there is none are dropped and counted.
 func (t *Transport) SetHandler(h Handler) {
 	if h == nil {
 		t.handler.Store(nil)
@@ -275,228 +279,195 @@ func (t *Transport) currentHandler() Handler {
 	return nil
 }
 
-// SetClusterID sets the cluster id stamped on every frame we send. Frames
-// carrying a different non-zero id are dropped, counted and logged once per
-// foreign id; 0 (ours or theirs) means "not known yet" and matches any id.
-func (t *Transport) SetClusterID(id uint64) { t.clusterID.Store(id) }
+// SetClusterID sets the cluster id stamped on every frame we send. Raft,
+// chunk and membership frames carrying another non-zero id are dropped,
+// counted and logged once per foreign id; 0 (ours or theirs) matches any.
+func (t *Transport) SetClusterID(id ids.ClusterID) { t.clusterID.Store(uint64(id)) }
 
-// SetMeta publishes our metadata: it bumps our version and broadcasts it.
-// ClusterName is always replaced by Config.ClusterName.
+// SetMeta publishes our metadata: it signs a new version of our gossip
+// entry and broadcasts it. RaftID and ClusterName are set by the transport.
 func (t *Transport) SetMeta(m Meta) {
-	m.ClusterName = t.cfg.ClusterName
-	t.ownRaft.Store(m.RaftID)
-	d := t.meta.setOwn(m)
+	m = m.clone()
+	t.publishOwn(func(e *entry) {
+		e.meta.ClusterID, e.meta.ClientURLs, e.meta.Role, e.meta.App = m.ClusterID, m.ClientURLs, m.Role, m.App
+	})
+}
+
+// publishOwn re-signs our entry with fill applied and broadcasts it once
+// the router runs. Fields beyond their bounds are cut (and logged).
+func (t *Transport) publishOwn(fill func(*entry)) {
 	t.mu.Lock()
 	started := t.started && !t.closed.Load()
+	advertise := t.advertise
 	t.mu.Unlock()
+	d := t.gossip.setOwn(func(e *entry) {
+		fill(e)
+		e.meta.ClusterName = t.cfg.ClusterName
+		e.addr = advertise
+		e.nick = t.cfg.NickName
+		if err := checkEntryLimits(e); err != nil {
+			t.log.Error("metadata over its bounds; not published", "err", err)
+			e.meta.ClientURLs, e.meta.App = nil, nil
+		}
+	})
 	if started {
-		t.net.broadcast(d)
+		t.router.Broadcast(d)
 	}
 }
 
 // Changes is signalled (coalesced, never blocking the transport) when the
-// peer set, any peer's metadata, or any liveness verdict or route changes.
-// Call Peers to see the new state.
+// peer set, any peer's metadata, or any path changes. Call Peers to see
+// the new state.
 func (t *Transport) Changes() <-chan struct{} { return t.changec }
 
+// RaftID is this node's raft id, derived from its key.
+func (t *Transport) RaftID() MemberID { return t.id.RaftID() }
+
 // PeerName is our mesh peer name.
-func (t *Transport) PeerName() string { return t.name.String() }
+func (t *Transport) PeerName() PeerName { return t.id.PeerName() }
 
-// Addr is the address mesh listens on (after Start: the actual port).
+// Identity returns our keys.
+func (t *Transport) Identity() *Identity { return t.id }
+
+// Addr is the address links are accepted on (after Start: the actual port).
 func (t *Transport) Addr() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.addrLocked()
+	if a := t.links.Addr(); a != "" {
+		return a
+	}
+	return t.cfg.ListenAddr
 }
 
-func (t *Transport) addrLocked() string {
-	return net.JoinHostPort(t.listenHost, strconv.Itoa(t.listenPort))
-}
-
-// Send queues messages for their destinations and returns at once. A message
-// whose destination is unknown, unreachable with no detour, or whose queue
-// is full is dropped, counted and reported unreachable (and, for MsgSnap,
-// as a failed snapshot); reports are delivered from another goroutine.
-func (t *Transport) Send(msgs []*raftpb.Message) {
-	if t.closed.Load() {
-		t.stats.droppedClosed.Add(uint64(len(msgs)))
-		return
-	}
-	byRaft := *t.byRaft.Load()
-	var wakeBuf [8]*link
-	wake := wakeBuf[:0]
-	defer func() {
-		for _, l := range wake {
-			l.wake()
-		}
-	}()
-	for _, m := range msgs {
-		l := byRaft[m.GetTo()]
-		if l == nil {
-			t.drop(m, &t.stats.droppedNoRoute)
-			continue
-		}
-		// A dead route with a detour goes through the relay. With no detour
-		// the message still goes the direct way, and raft hears that the
-		// peer is suspect: the probes may be wrong (a starved CPU misses
-		// replies), and dropping would cut raft off for sure where trying
-		// costs at most this peer's queue.
-		owner := l
-		if r := l.route.Load(); r.dead {
-			if r.relay != nil {
-				owner = r.relay
-			} else {
-				t.stats.suspect.Add(1)
-				t.reports.unreachable(m.GetTo())
-			}
-		}
-		if !owner.push(outItem{dst: l, msg: m}) {
-			t.drop(m, &t.stats.droppedQueueFull)
-			continue
-		}
-		if !slices.Contains(wake, owner) {
-			wake = append(wake, owner)
-		}
-	}
-}
-
-// drop counts a message that will not be sent and tells raft.
-func (t *Transport) drop(m *raftpb.Message, counter *atomic.Uint64) {
-	counter.Add(1)
-	if m.GetType() == raftpb.MsgSnap {
-		t.reports.snapshot(m.GetTo(), raft.SnapshotFailure)
-	}
-	t.reports.unreachable(m.GetTo())
-}
-
-func (t *Transport) failTransfer(id uint64) {
-	if res, ok := t.transfers.finish(id, mesh.UnknownPeerName, false); ok {
-		t.reportTransfer(res)
-	}
-}
-
-func (t *Transport) reportTransfer(res transferResult) {
-	switch {
-	case res.ok && res.snap:
-		t.stats.snapshotsSent.Add(1)
-		t.reports.snapshot(res.raftTo, raft.SnapshotFinish)
-	case res.ok:
-	case res.snap:
-		t.stats.transfersFailed.Add(1)
-		t.reports.snapshot(res.raftTo, raft.SnapshotFailure)
-		t.reports.unreachable(res.raftTo)
-	default:
-		t.stats.transfersFailed.Add(1)
-		t.reports.unreachable(res.raftTo)
-	}
-}
-
-// Peers lists every peer seen (mesh's peer list merged with gossiped
-// metadata and our probes), ourself included and marked, sorted by name.
-func (t *Transport) Peers() []Peer {
-	descs := t.net.peers()
-	metas := t.meta.snapshot()
-	type row struct {
-		nick   string
-		inMesh bool
-	}
-	rows := make(map[mesh.PeerName]*row)
-	for _, d := range descs {
-		rows[d.Name] = &row{nick: d.NickName, inMesh: true}
-	}
-	for n, e := range metas {
-		if _, ok := rows[n]; !ok {
-			rows[n] = &row{nick: e.NickName}
-		}
-	}
-	rows[t.name] = &row{nick: t.cfg.NickName, inMesh: true}
-
-	t.mu.Lock()
-	links := make(map[mesh.PeerName]*link, len(t.links))
-	for n, l := range t.links {
-		links[n] = l
-	}
-	t.mu.Unlock()
-
-	out := make([]Peer, 0, len(rows))
-	for n, r := range rows {
-		p := Peer{Name: n.String(), NickName: r.nick, InMesh: r.inMesh, Self: n == t.name}
-		if e, ok := metas[n]; ok {
-			p.Meta = e.Meta.clone()
-			if p.NickName == "" {
-				p.NickName = e.NickName
-			}
-		}
-		if p.Self {
-			p.Live = true
-		} else if l := links[n]; l != nil {
-			st, rtt := l.liveness()
-			p.RTT = rtt
-			switch r := l.route.Load(); {
-			case st == stateAlive:
-				p.Live = true
-			case r.dead && r.relay != nil:
-				p.Live = true
-				p.Via = r.relay.peer.String()
-			}
-		}
+// peerList returns every peer we track.
+func (t *Transport) peerList() []*peer {
+	m := *t.byKey.Load()
+	out := make([]*peer, 0, len(m))
+	for _, p := range m {
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
-// liveSet lists the peers our probes currently find alive; probe replies
-// carry it so that others can pick us as a relay.
-func (t *Transport) liveSet() []mesh.PeerName {
-	t.mu.Lock()
-	links := make([]*link, 0, len(t.links))
-	for _, l := range t.links {
-		links = append(links, l)
-	}
-	t.mu.Unlock()
-	var out []mesh.PeerName
-	for _, l := range links {
-		if st, _ := l.liveness(); st == stateAlive {
-			out = append(out, l.peer)
-		}
-	}
-	return out
-}
+func (t *Transport) peerByKey(k peerlink.PublicKey) *peer { return (*t.byKey.Load())[k] }
 
-func (t *Transport) link(n mesh.PeerName) *link {
+func (t *Transport) peerByID(id MemberID) *peer { return (*t.byID.Load())[id] }
+
+// addPeer returns the peer with key k, creating it (and starting its
+// sender) if needed; nil when MaxPeers are tracked already or we are
+// closed.
+func (t *Transport) addPeer(k peerlink.PublicKey) *peer {
+	if p := t.peerByKey(k); p != nil {
+		return p
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.links[n]
+	if p := t.peers[k]; p != nil {
+		return p
+	}
+	if t.closed.Load() || k == t.id.PublicKey() || !validKey(k) {
+		return nil
+	}
+	if len(t.peers) >= t.cfg.MaxPeers {
+		t.stats.drops[dropTooManyPeers].Add(1)
+		return nil
+	}
+	p := newPeer(t, k, time.Now())
+	t.peers[k] = p
+	t.wg.Go(p.out.run)
+	t.republishPeersLocked()
+	return p
 }
 
-// closeGrace bounds how long Close waits for a sender goroutine stuck inside
-// a mesh write (mesh has no write deadline, and no way to abort a write).
-const closeGrace = 2 * time.Second
+// removePeer forgets p and stops its sender.
+func (t *Transport) removePeer(p *peer) {
+	t.mu.Lock()
+	if t.peers[p.key] == p {
+		delete(t.peers, p.key)
+		t.republishPeersLocked()
+	}
+	t.mu.Unlock()
+	p.out.stop(true)
+}
 
-// Close stops the transport's goroutines and is idempotent. Mesh's own
-// goroutines and listener cannot be stopped (mesh has no API for it): they
-// linger until the process exits, and every callback they make into a
-// closed transport is ignored. A sender goroutine blocked in a mesh write
-// to a silently dead path is not waited for beyond closeGrace; it exits when
-// mesh gives up on that connection.
+// republishPeersLocked rebuilds the lock-free lookup maps (t.mu held).
+func (t *Transport) republishPeersLocked() {
+	byKey := make(map[peerlink.PublicKey]*peer, len(t.peers))
+	byID := make(map[MemberID]*peer, len(t.peers))
+	for k, p := range t.peers {
+		byKey[k] = p
+		byID[p.id] = p
+	}
+	t.byKey.Store(&byKey)
+	t.byID.Store(&byID)
+}
+
+// Peers lists ourself and every peer we track (a link is up, or its gossip
+// entry is live), ordered by raft id.
+func (t *Transport) Peers() []Peer {
+	now := time.Now()
+	live := t.gossip.live()
+	self := Peer{Name: t.id.PeerName(), ID: t.id.RaftID(), Key: t.id.PublicKey(), NickName: t.cfg.NickName,
+		Self: true, Path: PathDirect, Live: true, Since: now}
+	if own := t.gossip.ownEntry(); own != nil {
+		self.Meta = own.meta.clone()
+		self.Unreachable = slices.Clone(own.unreachable)
+	}
+	out := []Peer{self}
+	for _, p := range t.peerList() {
+		row := Peer{Name: p.name, ID: p.id, Key: p.key}
+		row.Meta.RaftID = uint64(p.id)
+		if h, ok := live[p.name]; ok {
+			row.NickName = h.e.nick
+			row.Meta = h.e.meta.clone()
+			row.Unreachable = slices.Clone(h.e.unreachable)
+			row.LastRefresh = h.seen
+			row.Expires = h.seen.Add(t.cfg.EntryTTL)
+		}
+		p.mu.Lock()
+		row.Path, row.Since = p.ps.path, p.ps.since
+		row.RTT = p.ps.rtt
+		if p.ps.link {
+			row.RTT = p.linkRTT
+		}
+		p.mu.Unlock()
+		row.Live = row.Path != PathDead
+		out = append(out, row)
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// closeGrace bounds how long Close waits for a sender stuck in a router
+// write.
+const closeGrace = 3 * time.Second
+
+// Close stops the link layer (telling peers), the router and the
+// transport's goroutines. It is idempotent.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed.Swap(true) {
 		t.mu.Unlock()
 		return nil
 	}
-	links := t.links
-	t.links = map[mesh.PeerName]*link{}
 	started := t.started
+	peers := make([]*peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		peers = append(peers, p)
+	}
 	t.mu.Unlock()
 
 	close(t.stopc)
-	for _, l := range links {
-		l.stop(false)
+	var err error
+	if started {
+		err = t.links.Close()
+	}
+	for _, p := range peers {
+		p.out.stop(false)
+	}
+	if rerr := t.router.Close(); err == nil {
+		err = rerr
 	}
 	done := make(chan struct{})
-	go func() { // exits as soon as the last goroutine does
+	go func() {
 		t.wg.Wait()
 		close(done)
 	}()
@@ -505,11 +476,11 @@ func (t *Transport) Close() error {
 	select {
 	case <-done:
 	case <-timer.C:
-		t.logger.Warn("a sender is blocked in a mesh write; not waiting for it")
+		t.log.Warn("a sender is blocked in a router write; not waiting for it")
 	}
-	if started && t.router != nil {
-		_ = t.router.Stop()
+	t.log.Info("mesh transport closed")
+	if errors.Is(err, peerlink.ErrStopped) {
+		err = nil
 	}
-	t.logger.Info("mesh transport closed")
-	return nil
+	return err
 }
