@@ -59,6 +59,7 @@ func (s watchServer) Watch(gs pb.Watch_WatchServer) error {
 	}
 	h.streams++
 	h.opened++
+	h.gauges.streams.Add(1)
 	h.receivers.Add(1)
 	h.mu.Unlock()
 
@@ -217,6 +218,7 @@ func (st *watchStream) close() {
 	clear(st.ready)
 	st.ready = nil
 	h.streams--
+	h.gauges.streams.Add(-1)
 	h.mu.Unlock()
 	clear(st.watchers)
 	st.catchup = nil
@@ -462,6 +464,7 @@ func (st *watchStream) sendBatches(w *watcher, bufs []watchBatch, rev int64) err
 		if err := st.send(w, &pb.WatchResponse{Header: st.s.header(hrev), WatchId: w.id, Events: evs}); err != nil {
 			return err
 		}
+		st.h.gauges.events.Add(uint64(len(evs)))
 		w.idle = false
 	}
 	return nil

@@ -502,8 +502,7 @@ func TestWatchProgressRequest(t *testing.T) {
 }
 
 func TestWatchProgressNotify(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	ts.srv.watch.progressInterval.Store(int64(20 * time.Millisecond))
+	ts := newTestServer(t, Config{WatchProgressNotifyInterval: 20 * time.Millisecond})
 	watchPut(t, ts, "n", "1") // 2
 	w := openRawWatch(t, ts.conn)
 	id := w.created(&pb.WatchCreateRequest{Key: []byte("n"), ProgressNotify: true})

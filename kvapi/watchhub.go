@@ -34,9 +34,6 @@ import (
 // only revisions the hub has observed are safe to replay before rejoining.
 
 const (
-	// defaultProgressNotifyInterval is how often a watcher that asked for
-	// progress notifications gets one when it had no events (etcd's default).
-	defaultProgressNotifyInterval = 10 * time.Minute
 	// watcherBufferLimit is how many events a synced watcher may have waiting
 	// for its stream before it falls back to catching up from history.
 	watcherBufferLimit = 1024
@@ -133,6 +130,7 @@ func (w *watcher) appendShaped(evs []mvccpb.Event, ev *mvccpb.Event) []mvccpb.Ev
 type watchHub struct {
 	s                *Server
 	progressInterval atomic.Int64 // time.Duration of periodic progress notifications
+	gauges           watchGauges  // for Server.Stats
 
 	mu           sync.Mutex
 	watcherLimit int                   // events buffered per watcher before it falls behind
@@ -161,7 +159,7 @@ func newWatchHub(s *Server) *watchHub {
 		exact:        make(map[string][]*watcher),
 		donec:        make(chan struct{}),
 	}
-	h.progressInterval.Store(int64(defaultProgressNotifyInterval))
+	h.progressInterval.Store(int64(s.cfg.WatchProgressNotifyInterval))
 	if s.store != nil {
 		h.rev = s.store.Rev()
 		s.store.SetObserver(h.observe)
@@ -259,6 +257,7 @@ func appendEvent(touched []*watcher, w *watcher, rev int64, ev *mvccpb.Event) []
 
 // addSyncedLocked puts w into the index.
 func (h *watchHub) addSyncedLocked(w *watcher) {
+	h.gauges.synced.Add(1)
 	w.state = watchSynced
 	if w.end == nil {
 		k := string(w.key)
@@ -272,6 +271,7 @@ func (h *watchHub) addSyncedLocked(w *watcher) {
 
 // removeSyncedLocked takes w out of the index.
 func (h *watchHub) removeSyncedLocked(w *watcher) {
+	h.gauges.synced.Add(-1)
 	if w.end == nil {
 		k := string(w.key)
 		ws := h.exact[k]
@@ -330,6 +330,9 @@ func (h *watchHub) dropLocked(w *watcher) {
 	if w.state == watchSynced {
 		h.removeSyncedLocked(w)
 	}
+	if w.state != watchGone {
+		h.gauges.watchers.Add(-1)
+	}
 	w.state = watchGone
 	h.dropBufferLocked(w)
 }
@@ -340,6 +343,7 @@ func (h *watchHub) dropLocked(w *watcher) {
 func (h *watchHub) register(w *watcher) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.gauges.watchers.Add(1)
 	rev := h.rev
 	if cur := h.s.store.Rev(); cur > rev+1 {
 		// Only a restore moves the store more than one revision past the
@@ -397,7 +401,7 @@ func (h *watchHub) stats() watchStats {
 func (h *watchHub) interval(jitter func(int64) int64) time.Duration {
 	d := time.Duration(h.progressInterval.Load())
 	if d <= 0 {
-		d = defaultProgressNotifyInterval
+		d = DefaultWatchProgressNotifyInterval
 	}
 	if j := int64(d) / 10; j > 0 && int64(d) < math.MaxInt64-j {
 		d += time.Duration(jitter(j))

@@ -193,7 +193,11 @@ func checkInvariants(t *testing.T, s *Store) {
 	var size int64
 	nLog := 0
 	leased := 0
+	var keys int64
 	s.heads.Scan(func(h *ver) bool {
+		if live(h) {
+			keys++
+		}
 		hs, _ := s.hists.Get(hist{key: h.key})
 		all := append(append([]*ver{}, hs.vers...), h)
 		for i, v := range all {
@@ -242,6 +246,9 @@ func checkInvariants(t *testing.T, s *Store) {
 		if s.log[i].mod < s.log[i-1].mod {
 			t.Errorf("log out of order at %d", i)
 		}
+	}
+	if got := s.keys.Load(); got != keys {
+		t.Errorf("Keys() = %d, want %d", got, keys)
 	}
 	size += int64(s.leases.Len()) * leaseOverhead
 	if got := s.size.Load(); got != size {

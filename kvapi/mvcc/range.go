@@ -17,7 +17,23 @@ func (s *Store) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 		return nil, err
 	}
 	s.mu.RLock()
-	resp, err := s.execRange(r, s.rev.Load())
+	resp, err := s.execRange(r, s.rev.Load(), true)
+	s.mu.RUnlock()
+	return resp, err
+}
+
+// RangeChunk is Range without the total count, for reading a range in
+// chunks (etcd's RangeStream): with a limit and key order, the scan stops
+// one key past the limit instead of counting every key in the range, so
+// Count is only the number of keys the scan visited (at most Limit+1), as
+// in etcd's chunks. Count-only requests and requests that sort by anything
+// but the key or filter by revision still count everything.
+func (s *Store) RangeChunk(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := CheckRange(r); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	resp, err := s.execRange(r, s.rev.Load(), false)
 	s.mu.RUnlock()
 	return resp, err
 }
@@ -31,8 +47,10 @@ type rangeResp struct {
 }
 
 // execRange runs r against the live trees, where cur is the revision a read
-// sees now. The caller holds mu (shared or exclusive).
-func (s *Store) execRange(r *pb.RangeRequest, cur int64) (*pb.RangeResponse, error) {
+// sees now. With total false, a limited scan in key order stops once it has
+// fetched enough (see RangeChunk). The caller holds mu (shared or
+// exclusive).
+func (s *Store) execRange(r *pb.RangeRequest, cur int64, total bool) (*pb.RangeResponse, error) {
 	rev := r.Revision
 	if rev > cur {
 		return nil, ErrFutureRev
@@ -59,13 +77,13 @@ func (s *Store) execRange(r *pb.RangeRequest, cur int64) (*pb.RangeResponse, err
 	b.r.Header = &b.h
 
 	var vs []*ver
-	var total int64
+	var n int64 // keys in the range (the ones visited, without total)
 	p := s.probe(r.Key)
 	if len(r.RangeEnd) == 0 {
 		// Single key: no scan, no slice.
 		if h, ok := s.heads.Get(p); ok {
 			if v := at(s.hists, h, rev); live(v) {
-				total = 1
+				n = 1
 				if !r.CountOnly {
 					vs = []*ver{v}
 				}
@@ -87,15 +105,15 @@ func (s *Store) execRange(r *pb.RangeRequest, cur int64) (*pb.RangeResponse, err
 			if !live(v) {
 				return true
 			}
-			total++
+			n++
 			if !r.CountOnly && (fetch <= 0 || int64(len(vs)) < fetch) {
 				vs = append(vs, v)
 			}
-			return true
+			return total || r.CountOnly || fetch <= 0 || int64(len(vs)) < fetch
 		})
 	}
 	s.putProbe(p)
-	b.r.Count = total
+	b.r.Count = n
 	if r.CountOnly {
 		return &b.r, nil
 	}

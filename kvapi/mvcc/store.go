@@ -97,6 +97,7 @@ type Store struct {
 	rev     atomic.Int64 // current revision
 	compact atomic.Int64 // last compact revision; -1 before the first compaction (as etcd)
 	size    atomic.Int64 // approximate bytes held
+	keys    atomic.Int64 // live keys (heads that are not tombstones)
 
 	observer func(rev int64, evs []mvccpb.Event)
 
@@ -145,6 +146,14 @@ func (s *Store) install(st *state) {
 	s.rev.Store(st.rev)
 	s.compact.Store(st.compact)
 	s.size.Store(st.size)
+	var keys int64
+	st.heads.Scan(func(v *ver) bool {
+		if live(v) {
+			keys++
+		}
+		return true
+	})
+	s.keys.Store(keys)
 }
 
 // Rev returns the current revision.
@@ -157,6 +166,9 @@ func (s *Store) CompactRev() int64 { return max(s.compact.Load(), 0) }
 // values of every retained version plus a fixed overhead per version and per
 // lease.
 func (s *Store) Size() int64 { return s.size.Load() }
+
+// Keys returns the number of live keys (etcd's etcd_debugging_mvcc_keys_total).
+func (s *Store) Keys() int64 { return s.keys.Load() }
 
 // SetObserver registers fn to be called after each write that creates a
 // revision, with that revision's events in write order (see History for their

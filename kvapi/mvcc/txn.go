@@ -139,7 +139,7 @@ func (s *Store) execTxn(w *writeTxn, r *pb.TxnRequest, path []bool, cur int64) (
 			if w != nil {
 				rc = w.readRev()
 			}
-			rr, err := s.execRange(v.RequestRange, rc)
+			rr, err := s.execRange(v.RequestRange, rc, true)
 			if err != nil {
 				return nil, 0, err
 			}

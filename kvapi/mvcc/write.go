@@ -11,6 +11,7 @@ type writeTxn struct {
 	rev     int64  // the revision this write creates if it changes anything
 	changes []*ver // versions written so far, in order
 	journal []undo // each touched key's state before the write, for rollback
+	keys    int64  // change in the number of live keys so far
 }
 
 // undo records a key's head and history as they were before the write first
@@ -28,6 +29,7 @@ func (s *Store) begin() *writeTxn {
 	w.rev = s.rev.Load() + 1
 	w.changes = w.changes[:0]
 	w.journal = w.journal[:0]
+	w.keys = 0
 	return w
 }
 
@@ -72,6 +74,9 @@ func (s *Store) put(w *writeTxn, key, value []byte, lease int64, prev *ver, hint
 	} else {
 		w.journal = append(w.journal, undo{key: key})
 	}
+	if prev == nil || prev.tomb() {
+		w.keys++
+	}
 	s.heads.SetHint(nv, hint)
 	if oldLease != lease {
 		if oldLease != 0 {
@@ -88,6 +93,7 @@ func (s *Store) put(w *writeTxn, key, value []byte, lease int64, prev *ver, hint
 // del writes a tombstone over prev, a live head.
 func (s *Store) del(w *writeTxn, prev *ver) {
 	tv := &ver{key: prev.key, mod: w.rev}
+	w.keys--
 	s.pushHist(w, prev)
 	s.heads.Set(tv)
 	if prev.lease != 0 {
@@ -136,6 +142,7 @@ func (s *Store) commit(w *writeTxn) []mvccpb.Event {
 		grow += verSize(v)
 	}
 	s.size.Add(grow)
+	s.keys.Add(w.keys)
 	s.rev.Store(w.rev)
 	var evs []mvccpb.Event
 	if s.observer != nil {
@@ -151,6 +158,7 @@ func (s *Store) finish(w *writeTxn) {
 	clear(w.journal)
 	w.changes = w.changes[:0]
 	w.journal = w.journal[:0]
+	w.keys = 0
 }
 
 // unlockNotify releases the writer lock and then hands evs to the observer.
