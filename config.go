@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/meshkv/meshkv/internal/listen"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/meshtransport"
 )
@@ -125,6 +126,35 @@ type Config struct {
 	// --bcrypt-cost; 4 to 31).
 	BcryptCost int
 
+	// ListenMetricsURLs are extra http://host:port URLs that serve only
+	// /metrics and the health endpoints (etcd's --listen-metrics-urls). The
+	// client URLs serve them too.
+	ListenMetricsURLs []string
+	// Metrics is "basic" (the default) or "extensive", which adds gRPC
+	// handling-time histograms (etcd's --metrics).
+	Metrics string
+	// EnablePprof serves Go's profiler at /debug/pprof/ on the client URLs
+	// (etcd's --enable-pprof).
+	EnablePprof bool
+
+	// GRPCKeepAliveMinTime is the shortest interval at which a client may
+	// ping; a client that pings more often is disconnected (default 5s, as
+	// etcd's --grpc-keepalive-min-time; negative: gRPC's own 5 minutes).
+	GRPCKeepAliveMinTime time.Duration
+	// GRPCKeepAliveInterval is how often the server pings an idle client
+	// connection, and GRPCKeepAliveTimeout how long it waits for the answer
+	// before closing it (defaults 2h and 20s, as etcd's flags; negative:
+	// gRPC's defaults).
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	// MaxConcurrentStreams bounds the concurrent streams (calls) of one
+	// client connection (0: unlimited, as etcd's default).
+	MaxConcurrentStreams uint32
+	// WatchProgressNotifyInterval is how often a watcher that asked for
+	// progress notifications gets one (default 10m, as etcd's
+	// --watch-progress-notify-interval).
+	WatchProgressNotifyInterval time.Duration
+
 	// Logger receives the node's logs (nil = discard).
 	Logger *slog.Logger
 }
@@ -139,6 +169,10 @@ const (
 	DefaultTargetVoters    = 3
 	DefaultDeadMember      = 15 * time.Second
 	DefaultLeaveTimeout    = 3 * time.Second
+
+	DefaultGRPCKeepAliveMinTime  = 5 * time.Second
+	DefaultGRPCKeepAliveInterval = 2 * time.Hour
+	DefaultGRPCKeepAliveTimeout  = 20 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
@@ -174,6 +208,23 @@ func (c Config) Validate() error {
 	case 0, 1, 3, 5, 7:
 	default:
 		return bad("target voters %d: want 1, 3, 5 or 7", c.TargetVoters)
+	}
+	for _, s := range c.ListenMetricsURLs {
+		u, err := listen.ParseURL(s)
+		if err != nil {
+			return bad("listen metrics URL %q: %v", s, err)
+		}
+		if u.Secure() && c.ClientTLS == nil {
+			return bad("listen metrics URL %q: https needs the client TLS configuration (--cert-file, --key-file), as in etcd", s)
+		}
+	}
+	switch c.Metrics {
+	case "", "basic", "extensive":
+	default:
+		return bad("metrics %q: want basic or extensive", c.Metrics)
+	}
+	if c.WatchProgressNotifyInterval < 0 {
+		return bad("negative watch progress notify interval")
 	}
 	if c.MeshPassword != nil && len(c.MeshPassword) == 0 {
 		return bad("empty mesh password (it would admit nobody)")
@@ -228,6 +279,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LeaveTimeout == 0 {
 		c.LeaveTimeout = DefaultLeaveTimeout
+	}
+	if c.GRPCKeepAliveMinTime == 0 {
+		c.GRPCKeepAliveMinTime = DefaultGRPCKeepAliveMinTime
+	}
+	if c.GRPCKeepAliveInterval == 0 {
+		c.GRPCKeepAliveInterval = DefaultGRPCKeepAliveInterval
+	}
+	if c.GRPCKeepAliveTimeout == 0 {
+		c.GRPCKeepAliveTimeout = DefaultGRPCKeepAliveTimeout
+	}
+	if c.Metrics == "" {
+		c.Metrics = "basic"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

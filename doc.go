@@ -32,8 +32,16 @@
 // Goroutines a Node owns: the raft loop and snapshot writer (raftadapter), the
 // mesh transport's senders, receiver and prober (meshtransport), the
 // membership loop (bootstrap, then the leader's membership duties), the
-// services' background loop (lease expiry, watch hub, auto-compaction), and
-// one gRPC server serving the in-memory listener and every TCP listener. Close
-// stops them all and waits for them; mesh's own router goroutines outlive
-// Close until the process exits (mesh cannot stop them).
+// services' background loop (lease expiry, watch hub, auto-compaction), one
+// gRPC server serving the in-memory listener and, on every TCP client
+// listener, gRPC and HTTP side by side (internal/clientmux: /metrics, the
+// health endpoints, /version and etcd's JSON gateway), the HTTP server of the
+// metrics listeners, the loop that keeps grpc.health.v1 in step with the
+// leader, and, with a mesh, the sampler of the peers' probe round trips for
+// the metrics. Close stops them all and waits for them; mesh's own router
+// goroutines outlive Close until the process exits (mesh cannot stop them).
+//
+// Each node has its own Prometheus registry: etcd's metric names where the
+// meaning matches, meshkv_* for the mesh (see internal/metrics and
+// [Node.MetricsHandler]).
 package meshkv

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/meshkv/meshkv/internal/listen"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
@@ -59,6 +58,7 @@ type Node struct {
 	listeners  []net.Listener
 	clientURLs []string // advertised
 	client     *clientv3.Client
+	srv        serving // HTTP, metrics, health and the gateway (serve.go)
 
 	// ctx is canceled by Close: it stops the node's own goroutines and bounds
 	// the work they do.
@@ -150,6 +150,8 @@ func (n *Node) start() error {
 		Auth:              n.auth,
 		ClientCertAuth:    n.cfg.ClientCertAuth,
 		Logger:            n.cfg.Logger,
+
+		WatchProgressNotifyInterval: n.cfg.WatchProgressNotifyInterval,
 	}, n.store, replicator{n}, clusterView{n})
 	if err != nil {
 		return err
@@ -173,14 +175,8 @@ func (n *Node) start() error {
 		return fmt.Errorf("meshkv: in-memory client: %w", err)
 	}
 	n.api.UseClient(n.client)
-	// One server for every listener: the credentials handshake each
-	// connection as its listener says (TLS, plaintext or either) and mark
-	// the in-process one.
-	n.grpcServer = grpc.NewServer(append(n.api.ServerOptions(), grpc.Creds(listen.Credentials(n.cfg.ClientTLS)))...)
-	n.api.Register(n.grpcServer)
-	n.serve(listen.Inproc(n.inproc))
-	for _, l := range n.listeners {
-		n.serve(l)
+	if err := n.startServing(); err != nil {
+		return err
 	}
 	n.wg.Go(func() { n.api.Run(n.ctx) })
 	return nil
@@ -324,12 +320,7 @@ func (n *Node) Close() error {
 		if n.client != nil {
 			_ = n.client.Close()
 		}
-		if n.grpcServer != nil {
-			n.grpcServer.Stop()
-		}
-		for _, l := range n.listeners {
-			_ = l.Close()
-		}
+		n.stopServing()
 		if n.inproc != nil {
 			_ = n.inproc.Close()
 		}

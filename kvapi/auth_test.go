@@ -53,7 +53,7 @@ func newAuthTestServer(t testing.TB, cfg Config) *authTestServer {
 		t.Fatal(err)
 	}
 	srv.UseStateMachine(sm)
-	g := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(listen.Credentials(nil)))...)
+	g := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(listen.Credentials()))...)
 	srv.Register(g)
 	netl, inl := bufconn.Listen(1<<20), bufconn.Listen(1<<20)
 	go g.Serve(netl)

@@ -37,7 +37,7 @@ func (s clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) 
 		return nil, err
 	}
 	return &pb.MemberListResponse{
-		Header:  s.header(s.store.Rev()),
+		Header:  s.header(0), // etcd's cluster service reports no revision
 		Members: s.cluster.Members(),
 	}, nil
 }
@@ -60,7 +60,7 @@ func (s clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveReque
 	if err := mc.RemoveMember(ctx, r.ID); err != nil {
 		return nil, togRPCError(ctx, err)
 	}
-	return &pb.MemberRemoveResponse{Header: s.header(s.store.Rev()), Members: s.cluster.Members()}, nil
+	return &pb.MemberRemoveResponse{Header: s.header(0), Members: s.cluster.Members()}, nil
 }
 
 func (s clusterServer) MemberUpdate(ctx context.Context, _ *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
@@ -81,5 +81,5 @@ func (s clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteReq
 	if err := mc.PromoteMember(ctx, r.ID); err != nil {
 		return nil, togRPCError(ctx, err)
 	}
-	return &pb.MemberPromoteResponse{Header: s.header(s.store.Rev()), Members: s.cluster.Members()}, nil
+	return &pb.MemberPromoteResponse{Header: s.header(0), Members: s.cluster.Members()}, nil
 }

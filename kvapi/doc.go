@@ -27,6 +27,10 @@
 // Errors are mapped to etcd's rpctypes gRPC errors here and only here, so etcd
 // clients see exactly etcd's codes and messages.
 //
+// [Server.Stats] reports the counters etcd's metrics are made of (operations,
+// watchers, leases), kept with atomic updates on the request and apply paths;
+// [Server.CheckRead] and [Server.Alarms] serve the health checks.
+//
 // Goroutines: RPC handlers run on gRPC's goroutines (watch and keepalive
 // streams each have their own send loop while open); Apply runs on the
 // replicator's apply goroutine; [Server.Run] runs the background work for the

@@ -12,10 +12,8 @@ import (
 	"github.com/meshkv/meshkv/kvapi/mvcc"
 )
 
-// kvServer is etcd's KV service.
-// kvServer serves etcd's KV service. RangeStream, new in etcd 3.7 and used
-// only by clients that ask for it (clientv3's GetStream, etcdctl get
-// --stream), is not implemented: it answers codes.Unimplemented.
+// kvServer serves etcd's KV service, RangeStream (etcd 3.7) included
+// (rangestream.go).
 type kvServer struct {
 	*Server
 	pb.UnimplementedKVServer
@@ -45,6 +43,7 @@ func (s kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespo
 	if err := stale(); err != nil {
 		return nil, err
 	}
+	s.ops.ranges.Add(1)
 	s.fillHeader(&resp.Header)
 	return resp, nil
 }
@@ -118,6 +117,7 @@ func (s kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, e
 		if err := stale(); err != nil {
 			return nil, err
 		}
+		s.ops.countTxn(resp)
 		s.fillHeader(&resp.Header)
 		return resp, nil
 	}

@@ -116,6 +116,7 @@ func (s *Server) SetLeaseConfig(c LeaseConfig) error {
 // It also makes the state machine apply auth requests to the Server's auth
 // store (Config.Auth).
 func (s *Server) UseStateMachine(sm *StateMachine) {
+	s.sm.Store(sm)
 	sm.lessor.Store(s.lessor)
 	sm.watch.Store(s.watch)
 	sm.UseAuth(s.auth)
@@ -254,6 +255,7 @@ func (s *Server) renew(ctx context.Context, id int64) (int64, error) {
 	if !ok {
 		return 0, status.Errorf(codes.Internal, "etcdserver: unexpected keepalive result %T", v)
 	}
+	s.leaseCounts.renewed.Add(1)
 	return ka.TTL, nil
 }
 

@@ -107,6 +107,7 @@ func (sm *StateMachine) applyLeaseGrant(index uint64, r *pb.LeaseGrantRequest) (
 		return nil, err
 	}
 	sm.notifyLease(index, leaseChange{kind: leaseGranted, id: r.ID, secs: r.TTL})
+	sm.ops.leasesGranted.Add(1)
 	return &pb.LeaseGrantResponse{ID: r.ID, TTL: r.TTL}, nil
 }
 
@@ -129,6 +130,7 @@ func (sm *StateMachine) applyLeaseRevoke(index uint64, h *pb.RequestHeader, r *p
 		return nil, err
 	}
 	sm.notifyLease(index, leaseChange{kind: leaseRevoked, id: r.ID})
+	sm.ops.leasesRevoked.Add(1)
 	return resp, nil
 }
 

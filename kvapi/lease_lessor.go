@@ -317,6 +317,7 @@ func (l *lessor) revoke(ctx context.Context, ids []int64, basis uint64) bool {
 			})
 			switch {
 			case err == nil:
+				l.s.leaseCounts.expired.Add(1)
 			case errors.Is(err, mvcc.ErrLeaseNotFound):
 				// Revoked by someone else; drop a stale record.
 				l.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -58,18 +59,27 @@ const (
 	DefaultQuotaBytes        = 2 << 30
 	DefaultRequestTimeout    = 7 * time.Second
 	DefaultLeaderLossTimeout = 3 * time.Second
+	// DefaultWatchProgressNotifyInterval is etcd's default period of watch
+	// progress notifications.
+	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 	// GRPCOverheadBytes is added to the request limit for gRPC's own receive
 	// limit, so that a request slightly too large gets etcd's
 	// "request is too large" error rather than a transport error.
 	GRPCOverheadBytes = 512 * 1024
 )
 
-// ServerVersion is the etcd server version meshkv reports to clients. Clients
-// gate features on it, so it names the etcd release whose API meshkv serves.
-const ServerVersion = "3.6.0"
+// ServerVersion is the etcd server version meshkv reports to clients (Status,
+// /version). Clients gate features on it, so it names the etcd release whose
+// API meshkv serves: etcd 3.7's, RangeStream included.
+const ServerVersion = "3.7.0"
 
-// StorageVersion is reported in Status as etcd's storage version.
-const StorageVersion = "3.6.0"
+// ClusterVersion is the cluster version reported by /version: every member
+// serves the same API.
+const ClusterVersion = "3.7.0"
+
+// StorageVersion is reported in Status and /version as etcd's storage
+// version.
+const StorageVersion = "3.7.0"
 
 // Config configures the services. Zero values mean the defaults.
 type Config struct {
@@ -101,6 +111,10 @@ type Config struct {
 	// certificate name the user of its requests without a token, while
 	// authentication is enabled (etcd's --client-cert-auth).
 	ClientCertAuth bool
+	// WatchProgressNotifyInterval is how often a watcher that asked for
+	// progress notifications gets one (default 10 minutes, as etcd's
+	// --watch-progress-notify-interval).
+	WatchProgressNotifyInterval time.Duration
 	// Logger receives state changes and errors worth a look (nil = discard).
 	Logger *slog.Logger
 }
@@ -122,6 +136,9 @@ func (c Config) Validate() error {
 	if c.QuotaBytes < 0 {
 		return fmt.Errorf("kvapi: negative QuotaBytes %d", c.QuotaBytes)
 	}
+	if c.WatchProgressNotifyInterval < 0 {
+		return fmt.Errorf("kvapi: negative WatchProgressNotifyInterval %v", c.WatchProgressNotifyInterval)
+	}
 	return c.AutoCompaction.Validate()
 }
 
@@ -141,6 +158,9 @@ func (c Config) withDefaults() Config {
 	if c.LeaderLossTimeout == 0 {
 		c.LeaderLossTimeout = DefaultLeaderLossTimeout
 	}
+	if c.WatchProgressNotifyInterval == 0 {
+		c.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -157,8 +177,12 @@ type Server struct {
 	lessor  *lessor          // lease deadlines and expiry
 	client  *clientv3.Client // this member's own client, for Lock and Election
 	auth    *auth.Store      // see authctx.go
+	sm      atomic.Pointer[StateMachine]
 
 	requireLeader requireLeader // open streams that need a leader
+
+	ops         opCounters    // reads served (Stats)
+	leaseCounts leaseCounters // keepalives served, expiries (Stats)
 }
 
 // NewServer returns the services. store must be the store that the state

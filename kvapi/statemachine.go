@@ -25,6 +25,7 @@ type StateMachine struct {
 	lessor atomic.Pointer[lessor]     // told of lease changes (Server.UseStateMachine); see lease_apply.go
 	watch  atomic.Pointer[watchHub]   // told of restores (Server.UseStateMachine)
 	auth   atomic.Pointer[auth.Store] // the replicated auth state; see statemachine_auth.go
+	ops    opCounters                 // what this member applied (Server.Stats)
 }
 
 // NewStateMachine returns the state machine that applies requests to store,
@@ -63,10 +64,21 @@ func (sm *StateMachine) Apply(index uint64, data []byte) any {
 	switch {
 	case r.Put != nil:
 		res.resp, res.err = sm.store.Put(r.Put)
+		if res.err == nil {
+			sm.ops.puts.Add(1)
+		}
 	case r.DeleteRange != nil:
 		res.resp, res.err = sm.store.DeleteRange(r.DeleteRange)
+		if res.err == nil {
+			sm.ops.deletes.Add(1)
+		}
 	case r.Txn != nil:
-		res.resp, res.err = sm.store.Txn(r.Txn)
+		var tr *pb.TxnResponse
+		tr, res.err = sm.store.Txn(r.Txn)
+		if res.err == nil {
+			sm.ops.countTxn(tr)
+			res.resp = tr
+		}
 	case r.Compaction != nil:
 		res.resp, res.err = sm.store.Compact(r.Compaction)
 	case r.LeaseGrant != nil:

@@ -142,6 +142,12 @@ func TestLeaderFailover(t *testing.T) {
 			c.waitFor("old leader rejoins and catches up", 50, func() bool {
 				return c.nodes[old].Status().Leader == lead && c.converged(c.ids...)
 			})
+			for _, id := range rest {
+				// The first leader, then the one elected in its place.
+				if got := c.nodes[id].Status().Metrics.LeaderChanges; got < 2 {
+					t.Errorf("node %d saw %d leader changes, want at least 2", id, got)
+				}
+			}
 			if got := c.kvs[old].Len(); got != 1+len(rest) {
 				t.Fatalf("old leader has %d keys, want %d", got, 1+len(rest))
 			}

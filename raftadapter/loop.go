@@ -336,6 +336,9 @@ func (l *loop) softStateChanged(ss raft.SoftState) {
 	if ss.Lead != l.lead {
 		term := l.rn.BasicStatus().GetTerm()
 		l.log.Info("leader changed", "leader", fmt.Sprintf("%x", ss.Lead), "previous", fmt.Sprintf("%x", l.lead), "term", term)
+		if ss.Lead != 0 {
+			l.c.leaderChanges.Add(1)
+		}
 		l.lead = ss.Lead
 		l.abandonReadRound()
 	}

@@ -80,6 +80,9 @@ func TestSingleNodeProposeApply(t *testing.T) {
 	if m.ProposalBatches == 0 || m.ProposalBatches > m.Proposals {
 		t.Errorf("Metrics.ProposalBatches = %d for %d proposals", m.ProposalBatches, m.Proposals)
 	}
+	if m.LeaderChanges != 1 {
+		t.Errorf("Metrics.LeaderChanges = %d on a lone voter, want 1", m.LeaderChanges)
+	}
 	if m.PendingProposals != 0 || m.PendingReads != 0 {
 		t.Errorf("pending proposals/reads = %d/%d after all returned, want 0/0", m.PendingProposals, m.PendingReads)
 	}

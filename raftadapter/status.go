@@ -64,6 +64,7 @@ type Metrics struct {
 	SnapshotsRestored uint64 // snapshots received from the leader and restored
 	SnapshotsWritten  uint64 // snapshot data built from a capture for sends to followers
 	SnapshotsSent     uint64 // snapshot messages handed to the Transport (several may share one build)
+	LeaderChanges     uint64 // times this node learnt of a new leader (etcd_server_leader_changes_seen_total)
 	PendingProposals  int    // proposals and membership changes waiting to be applied
 	PendingReads      int    // ReadIndex calls not yet answered
 	// SnapshotBytesHeld is the size of built snapshot data the node keeps to
@@ -90,6 +91,7 @@ type counters struct {
 	snapshotsRestored atomic.Uint64
 	snapshotsWritten  atomic.Uint64
 	snapshotsSent     atomic.Uint64
+	leaderChanges     atomic.Uint64
 	pendingProposals  atomic.Int64
 	snapshotBytesHeld atomic.Int64
 	pendingReads      atomic.Int64
@@ -113,6 +115,7 @@ func (c *counters) snapshot() Metrics {
 		SnapshotsRestored: c.snapshotsRestored.Load(),
 		SnapshotsWritten:  c.snapshotsWritten.Load(),
 		SnapshotsSent:     c.snapshotsSent.Load(),
+		LeaderChanges:     c.leaderChanges.Load(),
 		PendingProposals:  int(c.pendingProposals.Load()),
 		SnapshotBytesHeld: int(c.snapshotBytesHeld.Load()),
 		PendingReads:      int(c.pendingReads.Load()),

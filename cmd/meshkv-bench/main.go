@@ -98,6 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.cfg.Seed, "seed", 1, "seed of the random key choices")
 	pids := fs.String("pids", "", "comma-separated server `PIDs` whose CPU time per 1000 ops to report (Linux /proc)")
 	rssPids := fs.String("rss-pids", "", "comma-separated server `PIDs` whose summed RSS to report at the end")
+	scrape := fs.String("scrape", "", "comma-separated metrics `URLs` (http://host:port/metrics) to fetch every --scrape-interval during the run, to measure what scraping costs")
+	fs.DurationVar(&o.cfg.ScrapeInterval, "scrape-interval", bench.DefaultScrapeInterval, "time between scrapes of each --scrape URL")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON (durations in ns)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	cacert := fs.String("cacert", "", "verify the servers' certificates with this CA `file` (TLS)")
@@ -143,6 +145,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.cfg.RSSPIDs, err = parsePIDs(*rssPids); err != nil {
 		return nil, fmt.Errorf("--rss-pids: %w", err)
+	}
+	o.cfg.ScrapeURLs = splitList(*scrape)
+	if o.cfg.ScrapeInterval <= 0 {
+		return nil, errors.New("--scrape-interval must be positive")
 	}
 	o.endpoints = splitList(*endpoints)
 	if len(o.endpoints) == 0 {

@@ -75,6 +75,13 @@ client-transport-security:
   client-cert-auth: false
 peer-transport-security:
   auto-tls: false
+metrics: extensive
+listen-metrics-urls: http://127.0.0.1:2381
+enable-grpc-gateway: true
+log-format: json
+grpc-keepalive-min-time: 10000000000
+watch-progress-notify-interval: 5s
+max-concurrent-streams: 4294967295
 # meshkv's own keys
 mesh-password-file: `+pw+`
 target-voters: 5
@@ -95,6 +102,10 @@ target-voters: 5
 	if c.MeshListen != "10.0.0.1:2380" || !slices.Equal(c.Peers, []string{"10.0.0.2:2380", "10.0.0.3:2380"}) ||
 		c.InitialClusterSize != 3 || c.ClusterName != "tok" {
 		t.Fatalf("etcd clustering: mesh %q peers %v size %d name %q", c.MeshListen, c.Peers, c.InitialClusterSize, c.ClusterName)
+	}
+	if c.Metrics != "extensive" || !slices.Equal(c.ListenMetricsURLs, []string{"http://127.0.0.1:2381"}) || o.logFormat != "json" ||
+		c.GRPCKeepAliveMinTime != 10*time.Second || c.WatchProgressNotifyInterval != 5*time.Second || c.MaxConcurrentStreams != 0 {
+		t.Fatalf("observability settings from file: %+v, log format %q (a bare number is nanoseconds, as etcd's JSON durations)", c, o.logFormat)
 	}
 	if !slices.ContainsFunc(o.warnings, func(w string) bool { return strings.Contains(w, "--name on the command line is ignored") }) {
 		t.Errorf("warnings %q: want one for the shadowed --name", o.warnings)

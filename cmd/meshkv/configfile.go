@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -101,7 +102,28 @@ func setFromYAML(fs *flag.FlagSet, name string, v any) error {
 	if err != nil {
 		return err
 	}
+	if isDurationFlag(fs, name) {
+		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+			// etcd reads its config file as JSON into time.Duration
+			// fields: a bare number is nanoseconds.
+			s += "ns"
+		}
+	}
 	return fs.Set(name, s)
+}
+
+// isDurationFlag reports whether a flag holds a time.Duration.
+func isDurationFlag(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, ok = g.Get().(time.Duration)
+	return ok
 }
 
 func yamlText(v any) (string, error) {

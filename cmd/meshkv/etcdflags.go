@@ -76,11 +76,11 @@ var etcdFlags = []etcdFlag{
 	{"backend-batch-limit", ignored, whyInMemory},
 	{"max-txn-ops", same, ""},
 	{"max-request-bytes", same, ""},
-	{"max-concurrent-streams", refused, "not supported yet"},
-	{"enable-grpc-gateway", refused, "not supported yet"},
-	{"grpc-keepalive-min-time", refused, "not supported yet"},
-	{"grpc-keepalive-interval", refused, "not supported yet"},
-	{"grpc-keepalive-timeout", refused, "not supported yet"},
+	{"max-concurrent-streams", same, ""},
+	{"enable-grpc-gateway", same, "the gateway is always on: false is refused"},
+	{"grpc-keepalive-min-time", same, ""},
+	{"grpc-keepalive-interval", same, ""},
+	{"grpc-keepalive-timeout", same, ""},
 	{"socket-reuse-port", ignored, "meshkv does not set SO_REUSEPORT on its listeners"},
 	{"socket-reuse-address", ignored, "meshkv does not set SO_REUSEADDR on its listeners"},
 	{"raft-read-timeout", ignored, "peer links detect silent failures with their own probes within about half a second"},
@@ -145,14 +145,14 @@ var etcdFlags = []etcdFlag{
 	{"bcrypt-cost", same, ""},
 	{"auth-token-ttl", same, ""},
 	// Profiling and monitoring.
-	{"enable-pprof", refused, "not supported yet; --debug-listen serves the profiler on its own address"},
-	{"metrics", refused, "not supported yet"},
-	{"listen-metrics-urls", refused, "not supported yet"},
+	{"enable-pprof", same, "serves /debug/pprof/ on the client URLs; --debug-listen serves it on an address of its own"},
+	{"metrics", same, "basic or extensive, as etcd"},
+	{"listen-metrics-urls", same, "http, or https with the client TLS configuration, as etcd"},
 	// Logging.
 	{"logger", ignored, "meshkv logs through Go's log/slog"},
 	{"log-outputs", ignored, "meshkv logs to standard error"},
 	{"log-level", same, ""},
-	{"log-format", refused, "not supported yet"},
+	{"log-format", same, "text (the default; etcd's console) or json"},
 	{"enable-log-rotation", ignored, "meshkv logs to standard error; rotate with the supervisor (journald, docker)"},
 	{"log-rotation-config-json", ignored, "meshkv logs to standard error; rotate with the supervisor (journald, docker)"},
 	// Tracing.
@@ -166,7 +166,7 @@ var etcdFlags = []etcdFlag{
 	{"corrupt-check-time", ignored, whyCorruption},
 	{"compact-hash-check-time", ignored, whyCorruption},
 	{"downgrade-check-time", ignored, "meshkv members are replaced, not downgraded in place"},
-	{"watch-progress-notify-interval", refused, "not supported yet"},
+	{"watch-progress-notify-interval", same, ""},
 	{"warning-apply-duration", ignored, "meshkv does not log slow applies"},
 	{"warning-unary-request-duration", ignored, "meshkv does not log slow requests"},
 	{"memory-mlock", ignored, whyInMemory},
@@ -220,10 +220,10 @@ func (v *foreignValue) IsBoolFlag() bool { return boolEtcdFlags[v.f.name] }
 
 // boolEtcdFlags are the ignored or refused etcd flags that take no value.
 var boolEtcdFlags = map[string]bool{
-	"initial-election-tick-advance": true, "enable-grpc-gateway": true, "socket-reuse-port": true,
+	"initial-election-tick-advance": true, "socket-reuse-port": true,
 	"socket-reuse-address": true, "strict-reconfig-check": true, "pre-vote": true,
 	"client-cert-auth": true, "auto-tls": true, "peer-client-cert-auth": true, "peer-auto-tls": true,
-	"peer-skip-client-san-verification": true, "enable-pprof": true, "enable-log-rotation": true,
+	"peer-skip-client-san-verification": true, "enable-log-rotation": true,
 	"enable-distributed-tracing": true, "memory-mlock": true, "force-new-cluster": true,
 	"unsafe-no-fsync": true,
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,10 @@ type options struct {
 	discovery                bool
 	passwordFile, level      string
 	configFile               string
+	logFormat                string
+	listenMetrics            string
+	grpcGateway              bool
+	maxStreams               uint32Value
 
 	// etcd's clustering flags, translated by finish().
 	listenPeerURLs, initialCluster, initialClusterToken string
@@ -76,6 +82,17 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.debug, "debug-listen", "", "`HOST:PORT` serving Go's profiler at /debug/pprof/ over plain HTTP (off when empty; keep it on loopback)")
 	fs.StringVar(&o.configFile, "config-file", "", "YAML `file` with settings under etcd's key names; flags and environment variables are then ignored, as in etcd")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text (etcd's console) or json")
+	fs.StringVar(&o.cfg.Metrics, "metrics", "basic", "`level` of Prometheus metrics: basic, or extensive (adds gRPC handling-time histograms)")
+	fs.StringVar(&o.listenMetrics, "listen-metrics-urls", "", "comma-separated extra `URLs` (http://host:port, or https:// with the client TLS settings) serving only /metrics and the health endpoints")
+	fs.BoolVar(&o.cfg.EnablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client URLs")
+	fs.BoolVar(&o.grpcGateway, "enable-grpc-gateway", true, "serve etcd's JSON gateway at /v3/ on the client URLs (always served; false is refused)")
+	fs.DurationVar(&o.cfg.GRPCKeepAliveMinTime, "grpc-keepalive-min-time", meshkv.DefaultGRPCKeepAliveMinTime, "shortest `interval` at which a client may ping the server; 0: gRPC's default of 5 minutes")
+	fs.DurationVar(&o.cfg.GRPCKeepAliveInterval, "grpc-keepalive-interval", meshkv.DefaultGRPCKeepAliveInterval, "`interval` at which the server pings idle client connections (0: gRPC's default)")
+	fs.DurationVar(&o.cfg.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", meshkv.DefaultGRPCKeepAliveTimeout, "how long the server waits for a ping's answer before closing the connection (0: gRPC's default)")
+	o.maxStreams = uint32Value{p: &o.cfg.MaxConcurrentStreams}
+	fs.Var(&o.maxStreams, "max-concurrent-streams", "most concurrent streams (calls) one client connection may open (default 4294967295: unlimited)")
+	fs.DurationVar(&o.cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", kvapi.DefaultWatchProgressNotifyInterval, "`interval` of progress notifications to watchers that ask for them")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 
 	// etcd's clustering flags, for etcd command lines.
@@ -169,6 +186,26 @@ func (o *options) finish() error {
 	if err := o.logLevel.UnmarshalText([]byte(o.level)); err != nil {
 		return fmt.Errorf("--log-level: %v", err)
 	}
+	switch o.logFormat {
+	case "text", "console":
+		o.logFormat = "text"
+	case "json":
+	default:
+		return fmt.Errorf("--log-format %q: want text (or etcd's console) or json", o.logFormat)
+	}
+	if !o.grpcGateway {
+		return errors.New("--enable-grpc-gateway=false: meshkv always serves the JSON gateway on its client URLs")
+	}
+	o.cfg.ListenMetricsURLs = splitList(o.listenMetrics)
+	// etcd passes 0 as "do not set": gRPC's defaults apply.
+	for _, d := range []*time.Duration{&o.cfg.GRPCKeepAliveMinTime, &o.cfg.GRPCKeepAliveInterval, &o.cfg.GRPCKeepAliveTimeout} {
+		switch {
+		case *d < 0:
+			return errors.New("--grpc-keepalive-*: negative duration")
+		case *d == 0:
+			*d = -1
+		}
+	}
 	for _, v := range o.foreign {
 		if v.isSet {
 			o.warnings = append(o.warnings, fmt.Sprintf("etcd's --%s is ignored: %s", v.f.name, v.f.why))
@@ -257,6 +294,29 @@ func peerURLHostPort(s string) (string, error) {
 		return "", fmt.Errorf("%q has no port", s)
 	}
 	return u.Host, nil
+}
+
+// uint32Value is a flag.Value for etcd's uint32 flags. The largest value
+// (etcd's default) means no limit and is kept as 0.
+type uint32Value struct{ p *uint32 }
+
+func (v *uint32Value) String() string {
+	if v.p == nil || *v.p == 0 {
+		return strconv.FormatUint(math.MaxUint32, 10)
+	}
+	return strconv.FormatUint(uint64(*v.p), 10)
+}
+
+func (v *uint32Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a number from 0 to %d", uint64(math.MaxUint32))
+	}
+	if n == math.MaxUint32 {
+		n = 0
+	}
+	*v.p = uint32(n)
+	return nil
 }
 
 func splitList(s string) []string {

@@ -43,7 +43,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		printVersion(stdout)
 		return 0
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	log := newLogger(stderr, o.logFormat, o.logLevel)
 	o.cfg.Logger = log
 	for _, w := range o.warnings {
 		log.Warn(w)
@@ -97,6 +97,16 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// newLogger returns the process's logger: text (etcd's "console") or JSON
+// lines on w.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // serveDebug serves net/http/pprof on addr until the returned server is

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,7 +18,7 @@ func TestVersion(t *testing.T) {
 	if code := run([]string{"--version"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("--version exit %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "meshkv Version:") || !strings.Contains(out.String(), "etcd API Version: 3.6") {
+	if !strings.Contains(out.String(), "meshkv Version:") || !strings.Contains(out.String(), "etcd API Version: 3.7") {
 		t.Fatalf("--version printed %q", out.String())
 	}
 }
@@ -33,7 +34,9 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	for _, f := range []string{"name", "listen-client-urls", "advertise-client-urls", "mesh-listen", "peers",
 		"peer-discovery", "cluster-name", "initial-cluster-size", "target-voters", "mesh-password-file", "initial-snapshot",
 		"dead-member-timeout", "auto-compaction-mode", "auto-compaction-retention", "quota-backend-bytes",
-		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "debug-listen", "version"} {
+		"max-request-bytes", "max-txn-ops", "heartbeat-interval", "election-timeout", "snapshot-count", "log-level", "debug-listen", "version",
+		"log-format", "metrics", "listen-metrics-urls", "enable-pprof", "enable-grpc-gateway", "grpc-keepalive-min-time",
+		"grpc-keepalive-interval", "grpc-keepalive-timeout", "max-concurrent-streams", "watch-progress-notify-interval"} {
 		if !strings.Contains(out.String(), "--"+f) {
 			t.Errorf("--help does not mention --%s", f)
 		}
@@ -56,6 +59,12 @@ func TestFlagErrors(t *testing.T) {
 		"bad compaction":     {"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"},
 		"zero heartbeat":     {"--heartbeat-interval", "0"},
 		"election too short": {"--heartbeat-interval", "100", "--election-timeout", "150"},
+		"bad log format":     {"--log-format", "xml"},
+		"bad metrics level":  {"--metrics", "all"},
+		"gateway off":        {"--enable-grpc-gateway=false"},
+		"bad metrics url":    {"--listen-metrics-urls", "127.0.0.1:2381"},
+		"streams too many":   {"--max-concurrent-streams", "4294967296"},
+		"negative keepalive": {"--grpc-keepalive-min-time", "-1s"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, nil, &out, &errb); code != 2 {
@@ -103,5 +112,48 @@ func TestServeDebug(t *testing.T) {
 	}
 	if _, _, err := serveDebug(addr, slog.Default()); err == nil {
 		t.Fatal("a second profiler on the same address started")
+	}
+}
+
+func TestObservabilityFlags(t *testing.T) {
+	o, err := parseFlags(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Metrics != "basic" || c.GRPCKeepAliveMinTime != 5*time.Second || c.GRPCKeepAliveInterval != 2*time.Hour ||
+		c.GRPCKeepAliveTimeout != 20*time.Second || c.MaxConcurrentStreams != 0 || c.WatchProgressNotifyInterval != 10*time.Minute ||
+		c.EnablePprof || len(c.ListenMetricsURLs) != 0 || o.logFormat != "text" {
+		t.Fatalf("defaults: %+v, log format %q", c, o.logFormat)
+	}
+	o, err = parseFlags([]string{"--metrics", "extensive", "--listen-metrics-urls", "http://127.0.0.1:2381,http://127.0.0.1:2382",
+		"--enable-pprof", "--enable-grpc-gateway", "--grpc-keepalive-min-time", "10s", "--grpc-keepalive-interval", "0",
+		"--grpc-keepalive-timeout", "3s", "--max-concurrent-streams", "100", "--watch-progress-notify-interval", "5s",
+		"--log-format", "console"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = o.cfg
+	if c.Metrics != "extensive" || len(c.ListenMetricsURLs) != 2 || !c.EnablePprof || c.GRPCKeepAliveMinTime != 10*time.Second ||
+		c.GRPCKeepAliveInterval >= 0 || c.GRPCKeepAliveTimeout != 3*time.Second || c.MaxConcurrentStreams != 100 ||
+		c.WatchProgressNotifyInterval != 5*time.Second || o.logFormat != "text" {
+		t.Fatalf("parsed: %+v, log format %q", c, o.logFormat)
+	}
+	if o, err = parseFlags([]string{"--max-concurrent-streams", "4294967295"}, nil); err != nil || o.cfg.MaxConcurrentStreams != 0 {
+		t.Fatalf("etcd's default stream limit: %v %v, want 0 (unlimited)", o.cfg.MaxConcurrentStreams, err)
+	}
+}
+
+func TestLogFormatJSON(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger(&buf, "json", slog.LevelInfo).Info("hello", "k", 1)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "hello" || m["k"] != float64(1) {
+		t.Fatalf("json log line %q: %v", buf.String(), err)
+	}
+	buf.Reset()
+	newLogger(&buf, "text", slog.LevelInfo).Info("hello")
+	if !strings.Contains(buf.String(), "msg=hello") {
+		t.Fatalf("text log line %q", buf.String())
 	}
 }

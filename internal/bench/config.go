@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -179,6 +180,14 @@ type Config struct {
 	Endpoints []string
 	// TLS secures the Connect workload's connections (nil: plaintext).
 	TLS *tls.Config
+	// ScrapeURLs are Prometheus endpoints (http://host:port/metrics) that
+	// the run fetches, each every ScrapeInterval, from the start of the
+	// warmup to the end of the window, reading every byte, as a Prometheus
+	// server does: to measure what scraping costs the servers.
+	ScrapeURLs []string
+	// ScrapeInterval is the time between two scrapes of one URL (default
+	// 1s).
+	ScrapeInterval time.Duration
 }
 
 // Defaults.
@@ -193,6 +202,7 @@ const (
 	DefaultOpTimeout        = 10 * time.Second
 	DefaultKeyPrefix        = "bench/"
 	DefaultProgressInterval = time.Second
+	DefaultScrapeInterval   = time.Second
 )
 
 // minWatchValue is the smallest value of the Watch workload: a timestamp.
@@ -229,13 +239,18 @@ func (c Config) Validate() error {
 		return bad("rate %v is negative", c.Rate)
 	case c.LeaseTTL < 0 || c.LeaseTTL%time.Second != 0:
 		return bad("lease TTL %v: want a positive whole number of seconds", c.LeaseTTL)
-	case c.OpTimeout < 0 || c.ProgressInterval < 0:
-		return bad("negative op timeout or progress interval")
+	case c.OpTimeout < 0 || c.ProgressInterval < 0 || c.ScrapeInterval < 0:
+		return bad("negative op timeout, progress or scrape interval")
 	case c.Mix.Get < 0 || c.Mix.Put < 0 || c.Mix.Txn < 0:
 		return bad("negative mix weight in %v", c.Mix)
 	}
 	if c.Workload == Connect && len(c.Endpoints) == 0 {
 		return bad("the connect workload needs endpoints")
+	}
+	for _, u := range c.ScrapeURLs {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return bad("scrape URL %q: want http://host:port/path", u)
+		}
 	}
 	for _, p := range append(append([]int(nil), c.CPUPIDs...), c.RSSPIDs...) {
 		if p <= 0 {
@@ -284,6 +299,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = DefaultProgressInterval
+	}
+	if c.ScrapeInterval == 0 {
+		c.ScrapeInterval = DefaultScrapeInterval
 	}
 	return c
 }

@@ -54,6 +54,21 @@ type Result struct {
 
 	CPU *CPUUsage `json:"cpu,omitempty"`
 	RSS *RSSUsage `json:"rss,omitempty"`
+	// Scrapes reports the metrics scraping of Config.ScrapeURLs.
+	Scrapes *ScrapeStats `json:"scrapes,omitempty"`
+}
+
+// ScrapeStats are the scrapes made during a run.
+type ScrapeStats struct {
+	URLs     int           `json:"urls"`
+	Interval time.Duration `json:"interval_ns"`
+	// Count and Failed count the scrapes (failed: not 200 or not read
+	// whole); Bytes is the size of the last page, summed over the URLs'
+	// last pages; Latency is the time each took.
+	Count   uint64  `json:"count"`
+	Failed  uint64  `json:"failed"`
+	Bytes   int64   `json:"bytes"`
+	Latency Latency `json:"latency"`
 }
 
 // ErrorSample is one distinct error message and its count.
@@ -124,6 +139,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	if r.RSS != nil {
 		line("server rss", "%s (pids %s)", FormatBytes(r.RSS.Bytes), joinInts(r.RSS.PIDs))
+	}
+	if s := r.Scrapes; s != nil {
+		line("scrapes", "%d (%d failed) of %d URLs every %s, %s per round; %s", s.Count, s.Failed, s.URLs,
+			FormatDuration(s.Interval), FormatBytes(s.Bytes), s.Latency)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -168,12 +168,22 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	stopProgress := r.startProgress()
 	defer stopProgress()
+	var scr *scraper
+	stopScraping := func() {}
+	if len(cfg.ScrapeURLs) > 0 {
+		scr = newScraper(cfg.ScrapeURLs, cfg.ScrapeInterval)
+		stopScraping = scr.start(runCtx)
+	}
 
 	res, err := r.measure(ctx)
+	stopScraping()
 	close(r.stopc)
 	r.drain(&wg, cancel)
 	if err != nil {
 		return nil, err
+	}
+	if scr != nil {
+		res.Scrapes = scr.stats()
 	}
 	if watchers != nil {
 		watchers.waitFor(r.lastWrite.Load(), cfg.OpTimeout)

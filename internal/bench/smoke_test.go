@@ -201,3 +201,35 @@ func TestFailingServerEndsRun(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeDuringRun scrapes a node's /metrics while a put workload runs.
+func TestScrapeDuringRun(t *testing.T) {
+	node, err := meshkv.Start(t.Context(), meshkv.Config{ListenClientURLs: []string{"http://127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	cfg := bench.Config{
+		Workload:       bench.Put,
+		Clients:        4,
+		Keys:           100,
+		Duration:       time.Second,
+		ScrapeURLs:     []string{"http://" + node.ClientAddrs()[0] + "/metrics"},
+		ScrapeInterval: 100 * time.Millisecond,
+	}
+	res, err := bench.Run(t.Context(), cfg, []*clientv3.Client{node.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Scrapes
+	if s == nil || s.Count < 5 || s.Failed != 0 || s.Bytes == 0 || s.Latency.Count != s.Count {
+		t.Fatalf("scrapes %+v, want about 10 whole pages", s)
+	}
+	var out strings.Builder
+	if err := res.WriteText(&out); err != nil || !strings.Contains(out.String(), "scrapes") {
+		t.Fatalf("report lacks the scrapes: %v\n%s", err, out.String())
+	}
+	if err := (bench.Config{Workload: bench.Put, ScrapeURLs: []string{"localhost:2379"}}).Validate(); err == nil {
+		t.Error("a scrape URL without a scheme was accepted")
+	}
+}

@@ -8,8 +8,8 @@ import (
 	"os"
 )
 
-// Listen opens the listener spec describes. Every connection it accepts
-// carries the spec's mode, which the gRPC server's Credentials act on. A
+// Listen opens the listener spec describes; ModeOf tells its mode (which
+// kinds of connection the client port's multiplexer admits on it). A
 // unix socket file left behind by an earlier process is removed first (as
 // etcd does); any other file at the path is an error.
 func Listen(spec Spec) (net.Listener, error) {
@@ -30,6 +30,16 @@ func Listen(spec Spec) (net.Listener, error) {
 		return nil, err
 	}
 	return &tagged{Listener: l, mode: spec.Mode}, nil
+}
+
+// ModeOf returns the mode of a listener made by Listen (false for any
+// other listener).
+func ModeOf(l net.Listener) (Mode, bool) {
+	t, ok := l.(*tagged)
+	if !ok || t.inproc {
+		return 0, false
+	}
+	return t.mode, true
 }
 
 // Inproc marks the connections of l (an in-memory listener of the embedding

@@ -58,8 +58,9 @@ func New(o Options) (*Server, error) {
 	s.base = &tls.Config{
 		MinVersion: minV,
 		MaxVersion: maxV,
-		// gRPC runs over HTTP/2, which TLS clients must negotiate.
-		NextProtos: []string{"h2"},
+		// gRPC runs over HTTP/2, which TLS clients must negotiate; HTTP/1.1
+		// serves curl, Prometheus and the gateway's other clients.
+		NextProtos: []string{"h2", "http/1.1"},
 		ClientAuth: tls.NoClientCert,
 	}
 	if len(suites) > 0 {

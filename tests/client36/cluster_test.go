@@ -40,4 +40,9 @@ func TestMemberListAndStatus(t *testing.T) {
 	if len(st.Errors) != 0 {
 		t.Fatalf("Status errors = %v", st.Errors)
 	}
+	// meshkv serves etcd 3.7's API and says so; a 3.6 client works with it
+	// as with a 3.7 etcd.
+	if st.Version != "3.7.0" || st.StorageVersion != "3.7.0" {
+		t.Fatalf("Status versions = %q / %q, want 3.7.0", st.Version, st.StorageVersion)
+	}
 }

@@ -58,6 +58,8 @@ type target struct {
 	prepare func(ctx context.Context) error
 	// endpoints are the client URLs, for workloads that dial themselves.
 	endpoints []string
+	// scrape are metrics URLs fetched every second during each run.
+	scrape []string
 }
 
 // clusterTarget is a target whose clients connect to endpoints.
@@ -92,6 +94,7 @@ func (c *comparer) runOnce(ctx context.Context, section string, sc scenario, t *
 	rec := record{Section: section, Scenario: sc.name, System: t.name, Round: round}
 	cfg := sc.cfg
 	cfg.CPUPIDs = t.pids
+	cfg.ScrapeURLs = t.scrape
 	if cfg.Duration == 0 {
 		cfg.Duration = c.o.duration
 	}
@@ -195,6 +198,8 @@ func (c *comparer) compare(ctx context.Context) (string, error) {
 	c.steps = o.rounds * (len(tableScs)*2*btoi(o.sections[sectionTable]) +
 		len(lineScs)*3*btoi(o.sections[sectionLine]) + len(embScs)*btoi(o.sections[sectionEmbedded]))
 	c.steps += 2 * btoi(o.sections[sectionRSS])
+	scrapeScs := c.scrapeScenarios(m)
+	c.steps += o.rounds * len(scrapeScs) * 2 * btoi(o.sections[sectionScrape])
 
 	var err error
 	sm := newSecMetrics()
@@ -202,8 +207,8 @@ func (c *comparer) compare(ctx context.Context) (string, error) {
 		c.steps += o.rounds * 2 * 5
 		err = c.security(ctx, etcdBin, meshkvBin, sm)
 	}
-	if err == nil && (o.sections[sectionTable] || o.sections[sectionLine]) {
-		err = c.clusterSections(ctx, etcdBin, meshkvBin, tableScs, lineScs)
+	if err == nil && (o.sections[sectionTable] || o.sections[sectionLine] || o.sections[sectionScrape]) {
+		err = c.clusterSections(ctx, etcdBin, meshkvBin, tableScs, lineScs, scrapeScs)
 	}
 	if err == nil && o.sections[sectionEmbedded] {
 		err = c.embedded(ctx, embScs)
@@ -227,7 +232,7 @@ func btoi(b bool) int {
 
 // clusterSections runs the main comparison on a 3-member etcd and a 3-node
 // meshkv, then the line topology against the same meshkv cluster.
-func (c *comparer) clusterSections(ctx context.Context, etcdBin, meshkvBin string, tableScs, lineScs []scenario) error {
+func (c *comparer) clusterSections(ctx context.Context, etcdBin, meshkvBin string, tableScs, lineScs, scrapeScs []scenario) error {
 	o := c.o
 	full := []meshkvMember{{name: "a", peers: []int{1, 2}, clusterSize: 3}, {name: "b", peers: []int{0, 2}, clusterSize: 3}, {name: "c", peers: []int{0, 1}, clusterSize: 3}}
 	fmt.Fprintln(c.log, "starting 3-node meshkv")
@@ -249,10 +254,41 @@ func (c *comparer) clusterSections(ctx context.Context, etcdBin, meshkvBin strin
 			return err
 		}
 	}
+	if o.sections[sectionScrape] {
+		if err := c.scrapeCost(ctx, mk, scrapeScs); err != nil {
+			return err
+		}
+	}
 	if !o.sections[sectionLine] {
 		return nil
 	}
 	return c.line(ctx, meshkvBin, mk, lineScs)
+}
+
+// scrapeCost runs the put workload on the 3-node meshkv with and without a
+// scraper fetching every node's /metrics once a second. The order
+// alternates from round to round (off on, on off, ...), so that a drift of
+// the machine's load does not favour either.
+func (c *comparer) scrapeCost(ctx context.Context, mk *cluster, scs []scenario) error {
+	off := clusterTarget("no-scrape", mk, mk.endpoints())
+	on := clusterTarget("scrape-1s", mk, mk.endpoints())
+	for _, ep := range mk.endpoints() {
+		on.scrape = append(on.scrape, "http://"+ep+"/metrics")
+	}
+	for _, sc := range scs {
+		for round := 1; round <= c.o.rounds; round++ {
+			order := []*target{off, on}
+			if round%2 == 0 {
+				order = []*target{on, off}
+			}
+			for _, t := range order {
+				if err := c.runOnce(ctx, sectionScrape, sc, t, round); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // line compares put latency through a follower of the full mesh with a line

@@ -52,12 +52,13 @@ const (
 	sectionLine     = "line"
 	sectionEmbedded = "embedded"
 	sectionRSS      = "rss"
+	sectionScrape   = "scrape"
 )
 
-var allSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS, sectionSecurity}
+var allSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS, sectionSecurity, sectionScrape}
 
-// defaultSections run without --only; the security section runs when
-// asked for.
+// defaultSections run without --only; the security and scrape sections run
+// when asked for.
 var defaultSections = []string{sectionTable, sectionLine, sectionEmbedded, sectionRSS}
 
 // fullRSSKeys is the key count of --full: the memory target.

@@ -30,6 +30,7 @@ type metrics struct {
 	mixedRate, rssIdle, rssLoaded, loadRate              *metric
 
 	lineP50                                          map[string]*metric // by target: direct, line-far, line-mid
+	scrapeRate, scrapeCPU                            map[string]*metric // by target: no-scrape, scrape-1s
 	emb                                              []*metric
 	embPut, embPutP50, embGetL, embGetS, embWatchP99 *metric
 }
@@ -63,6 +64,14 @@ func newMetrics(o *options) *metrics {
 		embWatchP99: &metric{name: fmt.Sprintf("watch event latency p99 (%d watchers, %d writes/s)", watchers, watchRate), unit: latency},
 	}
 	m.emb = []*metric{m.embPut, m.embPutP50, m.embGetL, m.embGetS, m.embWatchP99}
+	m.scrapeRate = map[string]*metric{
+		"no-scrape": {name: fmt.Sprintf("put throughput (%d clients, %d conns), no scraping, ops/s", manyClients, conns), unit: opsPerSec},
+		"scrape-1s": {name: fmt.Sprintf("put throughput (%d clients, %d conns), all 3 nodes' /metrics scraped every 1s, ops/s", manyClients, conns), unit: opsPerSec},
+	}
+	m.scrapeCPU = map[string]*metric{
+		"no-scrape": {name: "server CPU per 1000 puts, no scraping, ms", unit: cpuPerOps},
+		"scrape-1s": {name: "server CPU per 1000 puts, scraped every 1s, ms", unit: cpuPerOps},
+	}
 	return m
 }
 
@@ -134,6 +143,21 @@ func (c *comparer) scenarios(m *metrics) (table, line, embedded []scenario) {
 	return table, line, embedded
 }
 
+// scrapeScenarios is the put workload whose throughput the scrape section
+// compares with and without scraping.
+func (c *comparer) scrapeScenarios(m *metrics) []scenario {
+	return []scenario{{name: "put-256", cfg: bench.Config{Workload: bench.Put, Clients: manyClients}, conns: conns,
+		take: func(t *target, r *bench.Result) {
+			m.scrapeRate[t.name].add("meshkv", r.OpsPerSec)
+			if r.CPU != nil && r.Ops > 0 {
+				m.scrapeCPU[t.name].add("meshkv", r.CPU.MsPer1000Ops)
+			}
+			if s := r.Scrapes; s != nil && (s.Failed > 0 || s.Count == 0) {
+				c.note("scrape run: %d scrapes, %d failed", s.Count, s.Failed)
+			}
+		}}}
+}
+
 // writeHeader writes the title, the machine and the method.
 func writeHeader(b *strings.Builder, o *options, etcdBin, meshkvBin string) {
 	fmt.Fprintf(b, "# meshkv vs etcd: side by side on one machine\n\n")
@@ -165,6 +189,13 @@ func writeBody(b *strings.Builder, o *options, m *metrics, notes []string) {
 	if o.sections[sectionLine] {
 		b.WriteString("## meshkv put latency p50 (1 client) on a relayed line topology\n\n")
 		writeList(b, "topology (peer discovery off on the line)", []*metric{m.lineP50["direct"], m.lineP50["line-far"], m.lineP50["line-mid"]}, "meshkv", true)
+		b.WriteString("\n")
+	}
+	if o.sections[sectionScrape] {
+		b.WriteString("## cost of scraping /metrics every second (3-node meshkv)\n\n")
+		writeList(b, "workload", []*metric{m.scrapeRate["no-scrape"], m.scrapeRate["scrape-1s"]}, "meshkv", true)
+		b.WriteString("\n")
+		writeList(b, "CPU", []*metric{m.scrapeCPU["no-scrape"], m.scrapeCPU["scrape-1s"]}, "meshkv", true)
 		b.WriteString("\n")
 	}
 	if o.sections[sectionEmbedded] {
