@@ -66,7 +66,19 @@ func TestDependencyDirection(t *testing.T) {
 		mod + "/kvapi/auth":         {"go.etcd.io/raft/v3", grpc, "github.com/weaveworks/mesh", mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport", mod + "/internal"},
 		mod + "/internal/tlsconfig": {grpc, mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport"},
 	}
+	// Direct imports only: the binary reaches the store and the consensus
+	// layer through the root package's façade, never around it.
+	forbiddenDirect := map[string][]string{
+		mod + "/cmd/meshkv": {mod + "/kvapi", mod + "/raftadapter", mod + "/meshtransport", mod + "/internal/membership", mod + "/internal/bootstrap"},
+	}
 	for _, p := range goList(t) {
+		for _, b := range forbiddenDirect[p.ImportPath] {
+			for _, d := range p.Imports {
+				if d == b || strings.HasPrefix(d, b+"/") {
+					t.Errorf("%s imports %s directly (forbidden: %s; go through the root package)", p.ImportPath, d, b)
+				}
+			}
+		}
 		for _, b := range forbidden[p.ImportPath] {
 			deps := p.Deps
 			if b == grpc {
@@ -76,6 +88,23 @@ func TestDependencyDirection(t *testing.T) {
 				if (d == b || strings.HasPrefix(d, b+"/")) && !strings.HasPrefix(d, p.ImportPath+"/") {
 					t.Errorf("%s imports %s (forbidden: %s)", p.ImportPath, d, b)
 				}
+			}
+		}
+	}
+}
+
+// TestNoTestingInProduction fails when a production package links the
+// testing package (directly or through a dependency). Helper packages for
+// tests, whose names end in "test" (raftadaptertest, meshtransporttest,
+// tlstest), are exempt.
+func TestNoTestingInProduction(t *testing.T) {
+	for _, p := range goList(t) {
+		if strings.HasSuffix(p.ImportPath, "test") {
+			continue
+		}
+		for _, d := range p.Deps {
+			if d == "testing" {
+				t.Errorf("%s links the testing package", p.ImportPath)
 			}
 		}
 	}

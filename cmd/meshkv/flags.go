@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/meshkv/meshkv"
-	"github.com/meshkv/meshkv/kvapi"
 )
 
 // options are the parsed settings, from flags, the environment or a config
@@ -61,9 +60,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen-client-urls", "http://127.0.0.1:2379", "comma-separated `URLs` to serve clients on: http://host:port, https://host:port (TLS), unix://path, unixs://path; http and https on one address share its port")
 	fs.StringVar(&o.advertise, "advertise-client-urls", "", "comma-separated client `URLs` announced to clients (default: the listen URLs)")
 	fs.StringVar(&o.cfg.Name, "name", meshkv.DefaultName, "human-readable `name` of this member")
-	fs.IntVar(&o.cfg.MaxRequestBytes, "max-request-bytes", kvapi.DefaultMaxRequestBytes, "maximum client request size in `bytes`")
-	fs.IntVar(&o.cfg.MaxTxnOps, "max-txn-ops", kvapi.DefaultMaxTxnOps, "maximum operations per list (compares, success, failure) in a txn")
-	fs.Int64Var(&o.cfg.QuotaBytes, "quota-backend-bytes", kvapi.DefaultQuotaBytes, "store size in `bytes` above which writes fail with \"database space exceeded\"")
+	fs.IntVar(&o.cfg.MaxRequestBytes, "max-request-bytes", meshkv.DefaultMaxRequestBytes, "maximum client request size in `bytes`")
+	fs.IntVar(&o.cfg.MaxTxnOps, "max-txn-ops", meshkv.DefaultMaxTxnOps, "maximum operations per list (compares, success, failure) in a txn")
+	fs.Int64Var(&o.cfg.QuotaBytes, "quota-backend-bytes", meshkv.DefaultQuotaBytes, "store size in `bytes` above which writes fail with \"database space exceeded\"")
 	fs.UintVar(&o.heartbeat, "heartbeat-interval", uint(meshkv.DefaultTickInterval/time.Millisecond), "raft heartbeat (tick) interval in `ms`")
 	fs.UintVar(&o.election, "election-timeout", uint(meshkv.DefaultElectionTimeout/time.Millisecond), "raft election timeout in `ms`")
 	fs.Uint64Var(&o.cfg.SnapshotCount, "snapshot-count", meshkv.DefaultSnapshotCount, "applied raft entries between log compactions")
@@ -92,7 +91,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.cfg.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", meshkv.DefaultGRPCKeepAliveTimeout, "how long the server waits for a ping's answer before closing the connection (0: gRPC's default)")
 	o.maxStreams = uint32Value{p: &o.cfg.MaxConcurrentStreams}
 	fs.Var(&o.maxStreams, "max-concurrent-streams", "most concurrent streams (calls) one client connection may open (default 4294967295: unlimited)")
-	fs.DurationVar(&o.cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", kvapi.DefaultWatchProgressNotifyInterval, "`interval` of progress notifications to watchers that ask for them")
+	fs.DurationVar(&o.cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", meshkv.DefaultWatchProgressNotifyInterval, "`interval` of progress notifications to watchers that ask for them")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 
 	// etcd's clustering flags, for etcd command lines.

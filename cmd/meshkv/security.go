@@ -9,7 +9,6 @@ import (
 	"github.com/meshkv/meshkv"
 	"github.com/meshkv/meshkv/internal/listen"
 	"github.com/meshkv/meshkv/internal/tlsconfig"
-	"github.com/meshkv/meshkv/kvapi/auth"
 )
 
 // securityFlags are etcd's client TLS and authentication flags.
@@ -34,9 +33,9 @@ func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.tls.MinVersion, "tls-min-version", "TLS1.2", "minimum TLS `version`: TLS1.2 or TLS1.3")
 	fs.StringVar(&f.tls.MaxVersion, "tls-max-version", "", "maximum TLS `version`: TLS1.2 or TLS1.3 (empty: Go's maximum)")
 	fs.StringVar(&f.cipherSuites, "cipher-suites", "", "comma-separated TLS 1.2 cipher `suites` (Go's names; empty: Go's defaults)")
-	fs.StringVar(&f.authToken, "auth-token", auth.DefaultTokenOptions, "auth token `kind`: simple, or jwt,pub-key=FILE,priv-key=FILE,sign-method=METHOD[,ttl=DURATION]; empty: none (users known by certificate only)")
-	fs.UintVar(&f.authTTL, "auth-token-ttl", uint(auth.DefaultSimpleTokenTTL/time.Second), "lifetime of a simple token after its last use, in `seconds`")
-	fs.UintVar(&f.bcryptCost, "bcrypt-cost", uint(auth.DefaultBcryptCost), "bcrypt `cost` of password hashes (4 to 31)")
+	fs.StringVar(&f.authToken, "auth-token", meshkv.DefaultAuthToken, "auth token `kind`: simple, or jwt,pub-key=FILE,priv-key=FILE,sign-method=METHOD[,ttl=DURATION]; empty: none (users known by certificate only)")
+	fs.UintVar(&f.authTTL, "auth-token-ttl", uint(meshkv.DefaultAuthTokenTTL/time.Second), "lifetime of a simple token after its last use, in `seconds`")
+	fs.UintVar(&f.bcryptCost, "bcrypt-cost", uint(meshkv.DefaultBcryptCost), "bcrypt `cost` of password hashes (4 to 31)")
 	return f
 }
 
@@ -46,7 +45,7 @@ func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 func (f *securityFlags) apply(cfg *meshkv.Config, log *slog.Logger) error {
 	cfg.AuthToken = f.authToken
 	if cfg.AuthToken == "" {
-		cfg.AuthToken = auth.TokenNone
+		cfg.AuthToken = meshkv.AuthTokenNone
 	}
 	cfg.AuthTokenTTL = time.Duration(f.authTTL) * time.Second
 	if f.authTTL == 0 {

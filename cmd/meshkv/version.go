@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 
 	"github.com/meshkv/meshkv"
-	"github.com/meshkv/meshkv/kvapi"
 )
 
 // printVersion prints meshkv's version with what the build recorded: the
@@ -15,7 +14,7 @@ import (
 // and the platform.
 func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "meshkv Version: %s\n", meshkv.Version)
-	fmt.Fprintf(w, "etcd API Version: %s\n", kvapi.ServerVersion)
+	fmt.Fprintf(w, "etcd API Version: %s\n", meshkv.APIVersion)
 	rev, when, modified := "unknown", "", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {

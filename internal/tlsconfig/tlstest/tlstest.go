@@ -1,7 +1,9 @@
 // Package tlstest makes throwaway certificate authorities, certificates and
 // revocation lists in a directory, for tests of TLS and mutual TLS (meshkv's,
 // and etcd's next to it) and for the benchmark tools. The methods taking a
-// testing.TB fail the test on error; the others return it.
+// TB (a *testing.T or *testing.B) fail the test on error; the others return
+// it. The package does not link the testing package, so that the benchmark
+// tools can use it.
 package tlstest
 
 import (
@@ -16,9 +18,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
+
+// TB is the part of testing.TB used here.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	TempDir() string
+}
 
 // Validity is how long the certificates made here are valid (from an hour
 // ago, to tolerate clock skew).
@@ -33,7 +41,7 @@ type PKI struct {
 }
 
 // New makes a CA named name in a fresh temporary directory of t.
-func New(t testing.TB, name string) *PKI {
+func New(t TB, name string) *PKI {
 	t.Helper()
 	p, err := NewCA(t.TempDir(), name)
 	if err != nil {
@@ -80,7 +88,7 @@ func NewCA(dir, name string) (*PKI, error) {
 func (p *PKI) CAFile() string { return p.caFile }
 
 // Server issues a server certificate; see IssueServer.
-func (p *PKI) Server(t testing.TB, name string, hosts ...string) (certFile, keyFile string) {
+func (p *PKI) Server(t TB, name string, hosts ...string) (certFile, keyFile string) {
 	t.Helper()
 	certFile, keyFile, err := p.IssueServer(name, hosts...)
 	if err != nil {
@@ -114,7 +122,7 @@ func (p *PKI) IssueServer(name string, hosts ...string) (certFile, keyFile strin
 }
 
 // Client issues a client certificate; see IssueClient.
-func (p *PKI) Client(t testing.TB, name, cn string) (certFile, keyFile string, serial *big.Int) {
+func (p *PKI) Client(t TB, name, cn string) (certFile, keyFile string, serial *big.Int) {
 	t.Helper()
 	certFile, keyFile, serial, err := p.IssueClient(name, cn)
 	if err != nil {
@@ -166,7 +174,7 @@ func (p *PKI) issue(name string, tmpl *x509.Certificate) (string, string, *big.I
 
 // CRL writes a revocation list (PEM) naming serials and returns its file,
 // name.crl.
-func (p *PKI) CRL(t testing.TB, name string, serials ...*big.Int) string {
+func (p *PKI) CRL(t TB, name string, serials ...*big.Int) string {
 	t.Helper()
 	der := p.CRLDER(t, serials...)
 	f, err := writePEM(filepath.Join(p.Dir, name+".crl"), "X509 CRL", der)
@@ -178,7 +186,7 @@ func (p *PKI) CRL(t testing.TB, name string, serials ...*big.Int) string {
 
 // CRLDER returns a revocation list naming serials, DER-encoded (etcd reads
 // only this form).
-func (p *PKI) CRLDER(t testing.TB, serials ...*big.Int) []byte {
+func (p *PKI) CRLDER(t TB, serials ...*big.Int) []byte {
 	t.Helper()
 	number, err := serial()
 	if err != nil {
