@@ -87,8 +87,9 @@ func (n *Node) startServing() error {
 	opts := s.metrics.Interceptors()
 	opts = append(opts, n.api.ServerOptions()...)
 	// The credentials mark the in-process connection (the embedding
-	// application, see kvapi's auth); TLS is terminated by the mux.
-	opts = append(opts, grpc.Creds(listen.Credentials()))
+	// application, see kvapi's auth); TLS is terminated by the mux, whose
+	// credentials give gRPC the client's certificate.
+	opts = append(opts, grpc.Creds(clientmux.Credentials(listen.Credentials())))
 	opts = append(opts, grpc.ForceServerCodecV2(s.metrics.Codec(kvapi.Codec)))
 	opts = append(opts, n.keepaliveOptions()...)
 	if n.cfg.MaxConcurrentStreams > 0 {

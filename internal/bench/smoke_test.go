@@ -221,9 +221,12 @@ func TestScrapeDuringRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A scrape takes a few ms, but far longer under the race detector on a
+	// loaded machine, and a scraper waits for one before the next: ask for
+	// more than the first.
 	s := res.Scrapes
-	if s == nil || s.Count < 5 || s.Failed != 0 || s.Bytes == 0 || s.Latency.Count != s.Count {
-		t.Fatalf("scrapes %+v, want about 10 whole pages", s)
+	if s == nil || s.Count < 2 || s.Failed != 0 || s.Bytes == 0 || s.Latency.Count != s.Count {
+		t.Fatalf("scrapes %+v, want whole pages, up to 10", s)
 	}
 	var out strings.Builder
 	if err := res.WriteText(&out); err != nil || !strings.Contains(out.String(), "scrapes") {

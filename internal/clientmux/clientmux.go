@@ -7,20 +7,32 @@
 // (a TLS handshake record starts with 0x16). A plain-text connection is told
 // apart further by its first bytes: the HTTP/2 client preface (every gRPC
 // client sends it first) hands the connection to the gRPC server's own
-// transport; anything else is HTTP/1 and goes to the HTTP server. A TLS
-// connection (terminated here with ListenerOptions.TLS, or already a
-// *tls.Conn when the listener's Accept returns one, as a tls.NewListener
-// does) goes to the HTTP server, which negotiates HTTP/2 or HTTP/1.1 by ALPN
-// and hands requests with an application/grpc content type over HTTP/2 to
-// the gRPC server (grpc.Server.ServeHTTP), as etcd does over TLS. gRPC then
-// sees the client's certificate in the peer's credentials.TLSInfo. The TLS
-// configuration must offer "h2" (for gRPC) and "http/1.1" in NextProtos.
+// transport; anything else is HTTP/1 and goes to the HTTP server.
+//
+// A TLS connection is terminated here (ListenerOptions.TLS), within
+// Config.SniffTimeout, and told apart by ALPN: a client that negotiated
+// "h2" without offering "http/1.1" is a gRPC client (gRPC clients offer
+// "h2" alone; curl, browsers, Go's and Prometheus's HTTP clients offer
+// both), and its connection goes to the gRPC server's own HTTP/2
+// transport, which is much faster than serving gRPC through net/http.
+// Every other TLS connection goes to the HTTP server, which speaks HTTP/2
+// or HTTP/1.1 as negotiated and still hands requests with an
+// application/grpc content type over HTTP/2 to the gRPC server
+// (grpc.Server.ServeHTTP, as etcd does over TLS), so that a gRPC client
+// that also offers HTTP/1.1 works too. The gRPC server must be made with
+// Credentials, which give the connections it gets from the mux over TLS
+// a credentials.TLSInfo (the client's verified certificate); ServeHTTP
+// gives the same. The TLS configuration must offer "h2" (for gRPC) and
+// "http/1.1" in NextProtos. A listener whose Accept returns a *tls.Conn
+// itself (as a tls.NewListener does) has its connections served by the
+// HTTP server, since their ClientHello is not seen here.
 //
 // Goroutines: Serve runs the accept loop of its listener and, per accepted
-// plain-text connection, a short-lived goroutine that reads the first bytes
-// (bounded by Config.SniffTimeout). One goroutine per Serve call serves the
-// HTTP server and one the gRPC server on the connections handed to them.
-// Close stops them; the gRPC server itself is the caller's to stop.
+// connection, a short-lived goroutine that reads the first bytes and
+// completes a TLS handshake (bounded by Config.SniffTimeout). One goroutine
+// per Serve call serves the HTTP server and one the gRPC server on the
+// connections handed to them. Close stops them; the gRPC server itself is
+// the caller's to stop.
 package clientmux
 
 import (
@@ -32,8 +44,10 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,13 +55,15 @@ import (
 
 // Config configures a Mux.
 type Config struct {
-	// GRPC serves gRPC (required). The caller stops it (before or after
-	// Close).
+	// GRPC serves gRPC (required), made with Credentials so that gRPC
+	// over TLS sees the client's certificate. The caller stops it (before
+	// or after Close).
 	GRPC *grpc.Server
 	// HTTP serves every request that is not gRPC (required).
 	HTTP http.Handler
-	// SniffTimeout bounds how long a new plain-text connection may take to
-	// send the bytes that tell gRPC from HTTP (default 10s).
+	// SniffTimeout bounds how long a new connection may take to send the
+	// bytes that tell gRPC from HTTP, or to complete its TLS handshake
+	// (default 10s).
 	SniffTimeout time.Duration
 	// ReadHeaderTimeout bounds reading an HTTP request's header (default
 	// 30s).
@@ -141,6 +157,9 @@ const tlsRecordHandshake = 0x16
 // returns the listener's error (nil after Close). It closes l on return.
 func (m *Mux) Serve(l net.Listener, o ListenerOptions) error {
 	grpcL, httpL := newSubListener(l.Addr()), newSubListener(l.Addr())
+	if o.TLS != nil {
+		o.TLS = noteALPNOffers(o.TLS)
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -223,8 +242,7 @@ func (m *Mux) route(c net.Conn, o ListenerOptions, grpcL, httpL *subListener) {
 			_ = c.Close()
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{}) // the HTTP server bounds the handshake
-		httpL.deliver(tls.Server(&prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(buf[:1]), c)}, o.TLS))
+		m.routeTLS(c, buf[:1], o.TLS, grpcL, httpL)
 		return
 	}
 	if !o.Plain {
@@ -257,6 +275,44 @@ func (m *Mux) route(c net.Conn, o ListenerOptions, grpcL, httpL *subListener) {
 	}
 }
 
+// routeTLS completes the TLS handshake of c (whose first bytes, read,
+// are first) within the sniff timeout, and hands the connection to the
+// gRPC server's transport if the client is a gRPC one (it negotiated "h2"
+// and offered no HTTP/1.1), else to the HTTP server.
+func (m *Mux) routeTLS(c net.Conn, first []byte, cfg *tls.Config, grpcL, httpL *subListener) {
+	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(first), c)}
+	tc := tls.Server(pc, cfg)
+	_ = c.SetDeadline(time.Now().Add(m.cfg.SniffTimeout))
+	if err := tc.Handshake(); err != nil {
+		m.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if pc.grpcOnly && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		grpcL.deliver(&tlsConn{tc})
+		return
+	}
+	httpL.deliver(tc)
+}
+
+// noteALPNOffers returns a copy of cfg that notes, on each connection's
+// prefixConn, whether the client offered HTTP/2 without HTTP/1.1 in ALPN.
+func noteALPNOffers(cfg *tls.Config) *tls.Config {
+	cfg = cfg.Clone()
+	next := cfg.GetConfigForClient
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if pc, ok := hello.Conn.(*prefixConn); ok {
+			pc.grpcOnly = slices.Contains(hello.SupportedProtos, "h2") && !slices.Contains(hello.SupportedProtos, "http/1.1")
+		}
+		if next != nil {
+			return next(hello)
+		}
+		return nil, nil
+	}
+	return cfg
+}
+
 func (m *Mux) isClosed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -287,16 +343,23 @@ func (m *Mux) Close() error {
 type prefixConn struct {
 	net.Conn
 	r io.Reader
+	// grpcOnly: the TLS client offered "h2" and not "http/1.1".
+	grpcOnly bool
 }
+
+// tlsConn is a TLS connection the mux handed to the gRPC server, its
+// handshake complete; Credentials recognize it.
+type tlsConn struct{ *tls.Conn }
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // subListener is a listener fed by the accept loop.
 type subListener struct {
-	addr  net.Addr
-	connc chan net.Conn
-	done  chan struct{}
-	once  sync.Once
+	addr     net.Addr
+	connc    chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+	accepted atomic.Int64 // connections handed out, for tests
 }
 
 func newSubListener(addr net.Addr) *subListener {
@@ -316,6 +379,7 @@ func (s *subListener) deliver(c net.Conn) {
 func (s *subListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.connc:
+		s.accepted.Add(1)
 		return c, nil
 	case <-s.done:
 		return nil, net.ErrClosed

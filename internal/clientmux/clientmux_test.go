@@ -36,7 +36,7 @@ type serving struct {
 func serve(t *testing.T, l net.Listener, cfg Config, opts ...ListenerOptions) *serving {
 	t.Helper()
 	s := &serving{addr: l.Addr().String(), tls: make(chan credentials.AuthInfo, 16)}
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	g := grpc.NewServer(grpc.Creds(Credentials(nil)), grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if p, ok := peer.FromContext(ctx); ok {
 			select {
 			case s.tls <- p.AuthInfo:
@@ -292,4 +292,122 @@ func TestSilentClientDoesNotBlockOthers(t *testing.T) {
 	}
 	defer conn.Close()
 	grpcCheck(t, conn)
+}
+
+// served returns how many connections the gRPC and the HTTP server of the
+// first listener got.
+func (s *serving) served() (grpcConns, httpConns int64) {
+	s.mux.mu.Lock()
+	defer s.mux.mu.Unlock()
+	return s.mux.subs[0].accepted.Load(), s.mux.subs[1].accepted.Load()
+}
+
+// TestTLSNativeGRPC: a gRPC client over TLS (ALPN "h2" alone) is served by
+// the gRPC server's own transport and sees its verified client
+// certificate; a gRPC client that also offers HTTP/1.1 is served through
+// the HTTP server, with the same peer information; HTTP clients over TLS
+// reach the HTTP server with either protocol.
+func TestTLSNativeGRPC(t *testing.T) {
+	serverCert, pool := selfSigned(t)
+	clientCert, clientPool := selfSignedClient(t, "alice")
+	serverTLS := &tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		NextProtos:   []string{"h2", "http/1.1"},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    clientPool,
+	}
+	s := serve(t, localListener(t), Config{}, ListenerOptions{TLS: serverTLS})
+	clientTLS := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{clientCert}}
+
+	check := func(name string, cfg *tls.Config, wantGRPC, wantHTTP int64) {
+		t.Helper()
+		conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		grpcCheck(t, conn)
+		ai := <-s.tls
+		info, ok := ai.(credentials.TLSInfo)
+		if !ok {
+			t.Fatalf("%s: auth info %T %v, want credentials.TLSInfo", name, ai, ai)
+		}
+		if len(info.State.VerifiedChains) == 0 || info.State.VerifiedChains[0][0].Subject.CommonName != "alice" {
+			t.Errorf("%s: verified chains %v, want the client certificate of alice", name, info.State.VerifiedChains)
+		}
+		if info.SecurityLevel != credentials.PrivacyAndIntegrity {
+			t.Errorf("%s: security level %v", name, info.SecurityLevel)
+		}
+		if g, h := s.served(); g != wantGRPC || h != wantHTTP {
+			t.Errorf("%s: connections to gRPC %d, to HTTP %d; want %d, %d", name, g, h, wantGRPC, wantHTTP)
+		}
+	}
+	check("gRPC client (h2 only)", clientTLS.Clone(), 1, 0)
+	h1too := clientTLS.Clone()
+	h1too.NextProtos = []string{"http/1.1"} // gRPC adds h2
+	check("gRPC client offering HTTP/1.1 too", h1too, 1, 1)
+
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS.Clone(), ForceAttemptHTTP2: true}}
+	if got := httpGet(t, h2, "https://"+s.addr+"/metrics"); got != "HTTP/2.0 /metrics" {
+		t.Errorf("HTTP/2 over TLS answer %q", got)
+	}
+	h1cfg := clientTLS.Clone()
+	h1cfg.NextProtos = []string{"http/1.1"}
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: h1cfg, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	if got := httpGet(t, h1, "https://"+s.addr+"/health"); got != "HTTP/1.1 /health" {
+		t.Errorf("HTTP/1.1 over TLS answer %q", got)
+	}
+	if g, _ := s.served(); g != 1 {
+		t.Errorf("HTTP clients reached the gRPC server (%d connections)", g)
+	}
+}
+
+// TestSilentTLSHandshakeDropped: a client that starts a TLS handshake and
+// stalls is closed after the sniff timeout.
+func TestSilentTLSHandshakeDropped(t *testing.T) {
+	cert, _ := selfSigned(t)
+	s := serve(t, localListener(t), Config{SniffTimeout: 100 * time.Millisecond},
+		ListenerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}})
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{0x16, 0x03, 0x01}); err != nil { // the start of a ClientHello record
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("stalled handshake: %v, want the server to close the connection", err)
+	}
+}
+
+// selfSignedClient returns a self-signed client certificate for cn and a
+// pool that trusts it.
+func selfSignedClient(t *testing.T, cn string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }

@@ -23,8 +23,10 @@ func (plainInfo) AuthType() string { return "insecure" }
 
 // Credentials returns the gRPC server credentials for the connections the
 // gRPC server gets: in-process ones (Inproc) get InprocInfo, every other one
-// is plain text to gRPC (TLS, where a listener asks for it, is terminated
-// before gRPC sees the connection, by the client port's multiplexer).
+// is plain text to gRPC. TLS, where a listener asks for it, is terminated
+// before gRPC sees the connection, by the client port's multiplexer, whose
+// credentials (clientmux.Credentials) wrap these and recognize its TLS
+// connections.
 func Credentials() credentials.TransportCredentials { return creds{} }
 
 type creds struct{}

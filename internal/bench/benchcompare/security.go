@@ -247,11 +247,15 @@ func writeSecurity(b *strings.Builder, m *secMetrics) {
 	b.WriteString("\n")
 }
 
+// authCost prints the ratio of a system's medians with and without auth,
+// and the median and range of the per-round ratios (a round runs both back
+// to back).
 func authCost(plain, withAuth *metric, sys string) string {
 	p, ok1 := median(plain.values[sys])
 	a, ok2 := median(withAuth.values[sys])
 	if !ok1 || !ok2 || p == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2f×", a/p)
+	both := &metric{values: map[string][]float64{"with": withAuth.values[sys], "without": plain.values[sys]}}
+	return fmt.Sprintf("%.2f×; per round %s", a/p, both.roundRatios("with", "without"))
 }

@@ -124,14 +124,37 @@ func (m *metric) ratio(a, b string) (ratio, better string) {
 	return strconv.FormatFloat(r, 'f', 2, 64) + "×", better
 }
 
+// roundRatios prints the median and range of the per-round ratios of
+// system a over system b: the runs of one round ran back to back, so their
+// ratio is less exposed to a machine whose load changes than the ratio of
+// medians. "n/a" unless both have the same number of values (a failed run
+// leaves its round out of one system only) and there are at least two.
+func (m *metric) roundRatios(a, b string) string {
+	va, vb := m.values[a], m.values[b]
+	if len(va) != len(vb) || len(va) < 2 {
+		return "n/a"
+	}
+	var rs []float64
+	for i := range va {
+		if vb[i] == 0 {
+			return "n/a"
+		}
+		rs = append(rs, va[i]/vb[i])
+	}
+	med, _ := median(rs)
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	return fmt.Sprintf("%s× (%s–%s)", f(med), f(slices.Min(rs)), f(slices.Max(rs)))
+}
+
 // writeComparison writes a markdown table of metrics for systems a and b
-// (medians with ranges, a/b ratio, the better one).
+// (medians with ranges, the ratio of the medians, the per-round ratios,
+// the better one).
 func writeComparison(b *strings.Builder, metrics []*metric, a, bName string) {
-	fmt.Fprintf(b, "| metric | %s | %s | %s/%s | better |\n", bName, a, a, bName)
-	b.WriteString("|---|---:|---:|---:|---|\n")
+	fmt.Fprintf(b, "| metric | %s | %s | %s/%s | per round | better |\n", bName, a, a, bName)
+	b.WriteString("|---|---:|---:|---:|---:|---|\n")
 	for _, m := range metrics {
 		r, better := m.ratio(a, bName)
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", m.name, m.cell(bName), m.cell(a), r, better)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", m.name, m.cell(bName), m.cell(a), r, m.roundRatios(a, bName), better)
 	}
 }
 

@@ -82,12 +82,12 @@ func TestWriteComparison(t *testing.T) {
 
 	var b strings.Builder
 	writeComparison(&b, []*metric{put, p50, cpu, rss}, "meshkv", "etcd")
-	want := `| metric | etcd | meshkv | meshkv/etcd | better |
-|---|---:|---:|---:|---|
-| put throughput, ops/s | 11,000 (10,000–12,000) | 22,500 (20,000–25,000) | 2.05× | meshkv |
-| put p50 | 1.20ms | 800µs | 0.67× | meshkv |
-| cpu | 120.0 | 60.0 | 0.50× | meshkv |
-| rss | n/a | 300.0 MiB | n/a |  |
+	want := `| metric | etcd | meshkv | meshkv/etcd | per round | better |
+|---|---:|---:|---:|---:|---|
+| put throughput, ops/s | 11,000 (10,000–12,000) | 22,500 (20,000–25,000) | 2.05× | 2.04× (2.00–2.08) | meshkv |
+| put p50 | 1.20ms | 800µs | 0.67× | n/a | meshkv |
+| cpu | 120.0 | 60.0 | 0.50× | n/a | meshkv |
+| rss | n/a | 300.0 MiB | n/a | n/a |  |
 `
 	if got := b.String(); got != want {
 		t.Errorf("writeComparison:\n%s\nwant:\n%s", got, want)
