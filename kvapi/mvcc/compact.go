@@ -145,14 +145,14 @@ func (s *Store) kept(v *ver) bool {
 }
 
 // Hash returns a checksum of every retained version with a revision at or
-// below rev (0 means the current revision), and the compact revision (0 if
-// none). Members that applied the same writes and compactions, or restored
+// below rev (0 means the current revision), and the compact revision (-1
+// before the first compaction, as etcd's HashKV reports it). Members that applied the same writes and compactions, or restored
 // from a snapshot of such a member, return the same hash. ErrCompacted if
 // 0 < rev < compact revision, ErrFutureRev if rev > current revision. Safe
 // from any goroutine; it works on a snapshot and does not hold up writes.
 func (s *Store) Hash(rev int64) (uint32, int64, error) {
 	sn := s.Snapshot()
-	compact := max(sn.compact, 0)
+	compact := sn.compact
 	if rev > 0 && rev < sn.compact {
 		return 0, compact, ErrCompacted
 	}
