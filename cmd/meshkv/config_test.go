@@ -113,7 +113,7 @@ target-voters: 5
 
 	for name, content := range map[string]string{
 		"unknown key":   "nmae: x\n",
-		"refused":       "client-cert-allowed-hostname: x.example\n",
+		"refused":       "discovery-srv: example.com\n",
 		"peer tls":      "peer-transport-security:\n  cert-file: /x.pem\n",
 		"unknown tls":   "client-transport-security:\n  cert: /x.pem\n",
 		"bad value":     "max-txn-ops: lots\n",

@@ -120,7 +120,7 @@ var etcdFlags = []etcdFlag{
 	{"client-cert-file", ignored, "meshkv makes no TLS client connections to itself (no gRPC gateway)"},
 	{"client-key-file", ignored, "meshkv makes no TLS client connections to itself (no gRPC gateway)"},
 	{"client-crl-file", same, "PEM or DER; reloaded when the file changes"},
-	{"client-cert-allowed-hostname", refused, "not supported: restrict clients by CA (--trusted-ca-file) and by user (auth)"},
+	{"client-cert-allowed-hostname", same, "a comma-separated list, as in etcd 3.6 and later; needs --trusted-ca-file"},
 	{"trusted-ca-file", same, "reloaded when the file changes; as in etcd, it alone makes client certificates required"},
 	{"auto-tls", same, "the certificate is made in memory at start, for the hosts of --listen-client-urls"},
 	{"peer-cert-file", refused, whyPeerTLS},

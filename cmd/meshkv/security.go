@@ -15,6 +15,7 @@ import (
 type securityFlags struct {
 	tls          tlsconfig.Options
 	cipherSuites string
+	allowedHosts string
 	validity     uint // years
 	authToken    string
 	authTTL      uint // seconds
@@ -29,6 +30,7 @@ func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.BoolVar(&f.tls.ClientCertAuth, "client-cert-auth", false, "require client certificates signed by --trusted-ca-file; with auth enabled, a certificate's common name is the user of requests without a token")
 	fs.BoolVar(&f.tls.AutoTLS, "auto-tls", false, "serve https:// URLs with a self-signed certificate made at start when no --cert-file is given (clients cannot verify it)")
 	fs.UintVar(&f.validity, "self-signed-cert-validity", 1, "validity of the --auto-tls certificate in `years`")
+	fs.StringVar(&f.allowedHosts, "client-cert-allowed-hostname", "", "comma-separated `hostnames`: only client certificates valid for one of them (DNS or IP subject alternative name) are admitted; needs --trusted-ca-file")
 	fs.StringVar(&f.tls.CRLFile, "client-crl-file", "", "certificate revocation list `file` (PEM or DER): listed client certificates are refused")
 	fs.StringVar(&f.tls.MinVersion, "tls-min-version", "TLS1.2", "minimum TLS `version`: TLS1.2 or TLS1.3")
 	fs.StringVar(&f.tls.MaxVersion, "tls-max-version", "", "maximum TLS `version`: TLS1.2 or TLS1.3 (empty: Go's maximum)")
@@ -56,6 +58,7 @@ func (f *securityFlags) apply(cfg *meshkv.Config, log *slog.Logger) error {
 
 	o := f.tls
 	o.CipherSuites = splitList(f.cipherSuites)
+	o.AllowedHostnames = splitList(f.allowedHosts)
 	o.SelfSignedCertValidity = time.Duration(f.validity) * 365 * 24 * time.Hour
 	o.Logger = log
 	if f.validity == 0 {

@@ -27,6 +27,12 @@ type Options struct {
 	// ClientCertAuth requires a client certificate signed by a trusted CA
 	// (--client-cert-auth); TrustedCAFile must be set.
 	ClientCertAuth bool
+	// AllowedHostnames, when not empty, admits only client certificates
+	// valid for one of these names (a DNS or IP subject alternative name,
+	// or a wildcard that covers it), as etcd's
+	// --client-cert-allowed-hostname. It needs client certificates
+	// (TrustedCAFile).
+	AllowedHostnames []string
 	// AutoTLS serves a self-signed certificate made at start when no
 	// CertFile and KeyFile are given (--auto-tls). Clients cannot verify
 	// it: it protects against eavesdropping, not against impersonation.
@@ -69,6 +75,9 @@ var (
 	// ErrNoTrustedCA: ClientCertAuth without TrustedCAFile, which would
 	// accept any certificate a public CA signed.
 	ErrNoTrustedCA = errors.New("tlsconfig: --client-cert-auth needs --trusted-ca-file")
+	// ErrAllowedHostnameNoCA: AllowedHostnames without client certificates
+	// to check them against.
+	ErrAllowedHostnameNoCA = errors.New("tlsconfig: --client-cert-allowed-hostname needs --trusted-ca-file and --client-cert-auth")
 )
 
 // Enabled reports whether the options ask for TLS at all.
@@ -87,6 +96,14 @@ func (o Options) Validate() error {
 	}
 	if o.ClientCertAuth && o.TrustedCAFile == "" {
 		return ErrNoTrustedCA
+	}
+	if len(o.AllowedHostnames) > 0 && o.TrustedCAFile == "" {
+		return ErrAllowedHostnameNoCA
+	}
+	for _, h := range o.AllowedHostnames {
+		if h == "" {
+			return errors.New("tlsconfig: empty allowed client certificate hostname")
+		}
 	}
 	if o.SelfSignedCertValidity < 0 {
 		return fmt.Errorf("tlsconfig: negative self-signed certificate validity %v", o.SelfSignedCertValidity)

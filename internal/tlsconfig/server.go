@@ -95,7 +95,9 @@ func New(o Options) (*Server, error) {
 		if _, err = s.crl.get(); err != nil {
 			return nil, err
 		}
-		s.base.VerifyConnection = s.checkRevoked
+	}
+	if s.crl != nil || len(o.AllowedHostnames) > 0 {
+		s.base.VerifyConnection = s.verifyClient
 	}
 	if _, err := s.configFor(nil); err != nil {
 		return nil, err
@@ -144,6 +146,34 @@ func (s *Server) configFor(*tls.ClientHelloInfo) (*tls.Config, error) {
 	cfg.ClientCAs = ca
 	s.cur.Store(&derived{cert: cert, ca: ca, cfg: cfg})
 	return cfg, nil
+}
+
+// verifyClient runs the checks of a client certificate beyond its chain:
+// the allowed hostnames and the CRL.
+func (s *Server) verifyClient(cs tls.ConnectionState) error {
+	if err := s.checkHostname(cs); err != nil {
+		return err
+	}
+	if s.crl != nil {
+		return s.checkRevoked(cs)
+	}
+	return nil
+}
+
+// checkHostname refuses a client certificate that is valid for none of the
+// allowed hostnames. Without a certificate (no client authentication asked
+// for) there is nothing to check.
+func (s *Server) checkHostname(cs tls.ConnectionState) error {
+	if len(s.opts.AllowedHostnames) == 0 || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	for _, h := range s.opts.AllowedHostnames {
+		if leaf.VerifyHostname(h) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("tlsconfig: client certificate %q is valid for none of the allowed hostnames %v", leaf.Subject.CommonName, s.opts.AllowedHostnames)
 }
 
 // checkRevoked refuses a client whose certificate chain holds a serial

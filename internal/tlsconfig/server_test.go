@@ -338,3 +338,43 @@ func TestValidate(t *testing.T) {
 		t.Error("New with missing files succeeded")
 	}
 }
+
+// TestAllowedHostnames admits only client certificates valid for an allowed
+// name, as etcd's --client-cert-allowed-hostname.
+func TestAllowedHostnames(t *testing.T) {
+	p := tlstest.New(t, "a")
+	cert, key := p.Server(t, "server")
+	// Server certificates here are also valid for client authentication.
+	okCert, okKey := p.Server(t, "ok", "client.example", "10.1.2.3")
+	wildCert, wildKey := p.Server(t, "wild", "*.example")
+	otherCert, otherKey := p.Server(t, "other", "other.test")
+	bareCert, bareKey, _ := p.Client(t, "bare", "alice")
+	s := newServer(t, Options{CertFile: cert, KeyFile: key, TrustedCAFile: p.CAFile(), ClientCertAuth: true,
+		AllowedHostnames: []string{"client.example"}})
+	for _, tc := range []struct {
+		name       string
+		cert, key  string
+		wantRefuse bool
+	}{
+		{"san matches", okCert, okKey, false},
+		{"wildcard covers it", wildCert, wildKey, false},
+		{"other name", otherCert, otherKey, true},
+		{"no san", bareCert, bareKey, true},
+	} {
+		c := client(t, ClientOptions{CAFile: p.CAFile(), CertFile: tc.cert, KeyFile: tc.key})
+		_, _, se, _ := handshake(t, s.Config(), c)
+		if (se != nil) != tc.wantRefuse {
+			t.Errorf("%s: server error %v, want refused=%v", tc.name, se, tc.wantRefuse)
+		}
+	}
+	// An IP address is a hostname too.
+	s = newServer(t, Options{CertFile: cert, KeyFile: key, TrustedCAFile: p.CAFile(), ClientCertAuth: true,
+		AllowedHostnames: []string{"nope.example", "10.1.2.3"}})
+	c := client(t, ClientOptions{CAFile: p.CAFile(), CertFile: okCert, KeyFile: okKey})
+	if _, _, se, ce := handshake(t, s.Config(), c); se != nil || ce != nil {
+		t.Fatalf("IP SAN: %v, %v", se, ce)
+	}
+	if err := (Options{CertFile: cert, KeyFile: key, AllowedHostnames: []string{"x"}}).Validate(); err != ErrAllowedHostnameNoCA {
+		t.Fatalf("allowed hostname without a CA: %v", err)
+	}
+}
