@@ -11,7 +11,9 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshkv/meshkv/internal/ids"
 	"github.com/meshkv/meshkv/kvapi"
+	"github.com/meshkv/meshkv/meshtransport"
 	"github.com/meshkv/meshkv/raftadapter"
 )
 
@@ -82,8 +84,9 @@ func (c clusterView) RaftStatus() kvapi.RaftStatus {
 }
 
 // Members lists the raft members (voters, then learners, each by id) with the
-// names and client URLs they gossip. A member not currently seen on the mesh
-// is listed with its id only, as etcd lists an unstarted member.
+// names and client URLs they gossip, and their mesh address as the peer URL
+// (see peerURL). A member not currently seen on the mesh is listed with its
+// id only, as etcd lists an unstarted member.
 func (c clusterView) Members() []*pb.Member {
 	n := c.n
 	self := &pb.Member{ID: n.id, Name: n.cfg.Name, ClientURLs: n.clientURLs}
@@ -92,14 +95,18 @@ func (c clusterView) Members() []*pb.Member {
 		return []*pb.Member{self}
 	}
 	st := rn.Status()
-	known := n.members.metaByRaftID()
+	known := n.members.Peers()
+	addrs := n.mesh.PeerAddrs()
 	var out []*pb.Member
 	add := func(id uint64, learner bool) {
 		m := &pb.Member{ID: id, IsLearner: learner}
 		if id == n.id {
 			m.Name, m.ClientURLs = self.Name, self.ClientURLs
-		} else if meta, ok := known[id]; ok {
-			m.Name, m.ClientURLs = meta.name, meta.clientURLs
+		} else if meta, ok := known[ids.MemberID(id)]; ok {
+			m.Name, m.ClientURLs = meta.Name, meta.ClientURLs
+		}
+		if a, ok := addrs[meshtransport.MemberID(id)]; ok {
+			m.PeerURLs = []string{peerURL(a)}
 		}
 		out = append(out, m)
 	}
@@ -117,8 +124,17 @@ func (c clusterView) Errors() []string {
 	if c.n.members == nil {
 		return nil
 	}
-	return c.n.members.errors()
+	var out []string
+	for _, e := range c.n.members.Errors() {
+		out = append(out, "meshkv: "+e)
+	}
+	return out
 }
+
+// peerURL is a member's peer URL: its mesh address (where its TLS 1.3 peer
+// links are accepted) with the https scheme, which --listen-peer-urls and
+// --initial-cluster accept back.
+func peerURL(meshAddr string) string { return "https://" + meshAddr }
 
 func sorted(ids []uint64) []uint64 {
 	out := slices.Clone(ids)
@@ -168,10 +184,20 @@ func (c clusterView) PromoteMember(ctx context.Context, id uint64) error {
 			_, err := cli.MemberPromote(ctx, id)
 			return err
 		})
-	case !caughtUp(st, id):
+	case !learnerReady(st, id):
 		return rpctypes.ErrGRPCLearnerNotReady
 	}
 	return membershipError(rn.Promote(ctx, id))
+}
+
+// learnerReady is etcd's rule for an operator's promotion: the learner is
+// active and has acknowledged at least 90% of what the leader has. (The
+// automatic promotions of internal/membership demand more: the leader's
+// commit index, for a while.)
+func learnerReady(st raftadapter.Status, id uint64) bool {
+	pr, ok := st.Progress[id]
+	lead := st.Progress[st.ID]
+	return ok && pr.RecentActive && pr.Match > 0 && pr.Match*10 >= lead.Match*9
 }
 
 // forward runs call against the leader through its advertised client URL.
@@ -179,12 +205,12 @@ func (c clusterView) forward(ctx context.Context, leader uint64, call func(*clie
 	if leader == 0 || c.n.members == nil {
 		return rpctypes.ErrGRPCNoLeader
 	}
-	meta, ok := c.n.members.metaByRaftID()[leader]
-	if !ok || len(meta.clientURLs) == 0 {
+	meta, ok := c.n.members.Peers()[ids.MemberID(leader)]
+	if !ok || len(meta.ClientURLs) == 0 {
 		return rpctypes.ErrGRPCNotLeader // the leader serves no TCP clients: ask it in process
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   meta.clientURLs,
+		Endpoints:   meta.ClientURLs,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
 		Logger:      zapDiscard(),

@@ -157,6 +157,9 @@ type Config struct {
 
 	// Logger receives the node's logs (nil = discard).
 	Logger *slog.Logger
+
+	// test holds settings only this package's tests use (nil: none).
+	test *testHooks
 }
 
 // Defaults, as etcd's where etcd has one.

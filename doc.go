@@ -23,7 +23,12 @@
 // one cluster once [Config.InitialClusterSize] of them see each other, later
 // nodes join it as learners and are promoted up to [Config.TargetVoters], and
 // the leader replaces members the mesh reports gone for
-// [Config.DeadMemberTimeout]. [Node.Close] leaves the cluster gracefully.
+// [Config.DeadMemberTimeout] (internal/membership: never through an even
+// voter count, never on a minority's word). [Node.Close] leaves the cluster
+// gracefully. A node that the cluster removed, or whose raft loop failed,
+// stops serving: [Node.Done] is closed and [Node.Err] says why. After a
+// lost quorum, [Node.Recover] restarts a survivor as the only voter of a
+// new cluster that keeps its data.
 //
 // The store is in memory only: back it up with etcd's snapshot (the
 // Maintenance Snapshot RPC, `etcdctl snapshot save`), and found a new cluster

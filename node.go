@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/meshkv/meshkv/internal/membership"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
@@ -33,6 +34,11 @@ const Version = "0.1.0"
 // than the dead-member timeout). A removed member never rejoins under its raft
 // id: start a new node (a new process) to rejoin.
 var ErrRemoved = errors.New("meshkv: member removed from the cluster")
+
+// ErrRaftFailed is reported by Node.Err when the node's raft member stopped
+// on a failure (a panic in the raft loop, a snapshot it cannot restore): the
+// node can no longer serve and must be restarted.
+var ErrRaftFailed = errors.New("meshkv: raft failed")
 
 // Node is a running meshkv member.
 type Node struct {
@@ -51,7 +57,9 @@ type Node struct {
 
 	mesh    *meshtransport.Transport // nil for a standalone node
 	ident   *meshtransport.Identity  // the mesh keys; nil for a standalone node
-	members *membership              // nil for a standalone node
+	members *membership.Controller   // nil for a standalone node
+	// membersDone is closed when the membership controller stopped.
+	membersDone chan struct{}
 
 	inproc     *bufconn.Listener
 	grpcServer *grpc.Server // serves the in-memory listener and every TCP listener
@@ -182,23 +190,57 @@ func (n *Node) start() error {
 	return nil
 }
 
+// raftStart says how a raft member starts: as a voter of a new cluster
+// (peers), joining one (no peers), or recovering one from this node's state
+// (fromState with the bootstrap position and the removed ids).
+type raftStart struct {
+	cluster   uint64
+	peers     []uint64
+	fromState bool
+	index     uint64
+	term      uint64
+	removed   []uint64
+}
+
 // startRaft starts the raft member of cluster clusterID; peers are the
 // initial voters, or empty to join an existing cluster.
 func (n *Node) startRaft(clusterID uint64, peers []uint64, tr raftadapter.Transport) error {
+	return n.startRaftWith(raftStart{cluster: clusterID, peers: peers, fromState: n.cfg.InitialSnapshot != ""}, tr)
+}
+
+func (n *Node) startRaftWith(s raftStart, tr raftadapter.Transport) error {
+	var sm raftadapter.StateMachine = n.sm
+	if h := n.cfg.test; h != nil && h.stateMachine != nil {
+		sm = h.stateMachine(sm)
+	}
 	rn, err := raftadapter.New(raftadapter.Config{
 		ID:                 n.id,
-		Peers:              peers,
-		BootstrapFromState: n.cfg.InitialSnapshot != "",
+		Peers:              s.peers,
+		BootstrapFromState: s.fromState,
+		BootstrapIndex:     s.index,
+		BootstrapTerm:      s.term,
+		Removed:            s.removed,
 		TickInterval:       n.cfg.TickInterval,
 		ElectionTicks:      int(n.cfg.ElectionTimeout / n.cfg.TickInterval),
 		SnapshotCount:      n.cfg.SnapshotCount,
 		Logger:             n.cfg.Logger,
-	}, n.sm, tr)
+	}, sm, tr)
 	if err != nil {
 		return fmt.Errorf("meshkv: start raft: %w", err)
 	}
-	n.clusterID.Store(clusterID)
+	n.clusterID.Store(s.cluster)
 	n.raft.Store(rn)
+	// A raft member that fails ends the node: it cannot serve any more. (A
+	// member closed by a recovery ends with no error.)
+	n.wg.Go(func() {
+		select {
+		case <-rn.Done():
+			if err := rn.Err(); err != nil {
+				n.fail(fmt.Errorf("%w: %w", ErrRaftFailed, err))
+			}
+		case <-n.ctx.Done():
+		}
+	})
 	return nil
 }
 
@@ -281,7 +323,7 @@ func (n *Node) newInprocClient() (*clientv3.Client, error) {
 }
 
 // Done is closed when the node stops serving on its own, before Close: when
-// the cluster removed it (Err then says why). A process embedding a node
+// the cluster removed it or its raft member failed (Err then says why). A process embedding a node
 // should then Close it and start a new one to rejoin.
 func (n *Node) Done() <-chan struct{} { return n.failed }
 
@@ -311,11 +353,7 @@ func (n *Node) fail(err error) {
 // goroutine it started. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		if n.members != nil {
-			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaveTimeout)
-			n.members.leave(ctx)
-			cancel()
-		}
+		n.leave()
 		n.cancel()
 		if n.client != nil {
 			_ = n.client.Close()
@@ -324,8 +362,8 @@ func (n *Node) Close() error {
 		if n.inproc != nil {
 			_ = n.inproc.Close()
 		}
-		if n.members != nil {
-			n.members.wait()
+		if n.membersDone != nil {
+			<-n.membersDone
 		}
 		if rn := n.raft.Load(); rn != nil {
 			n.closeErr = rn.Close()

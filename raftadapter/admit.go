@@ -52,7 +52,7 @@ func (l *loop) admitInbound(m *raftpb.Message) error {
 		if md.GetIndex() <= bs.GetCommit() {
 			return nil // raft ignores it
 		}
-		dd, _, err := decodeSnapshot(m.GetSnapshot().GetData())
+		dd, _, _, err := decodeSnapshot(m.GetSnapshot().GetData())
 		if err != nil {
 			return err
 		}

@@ -12,25 +12,37 @@ import (
 // RawNode.Bootstrap uses.
 const bootstrapTerm = 1
 
+// bootstrapPosition is where a log bootstrapped from state starts: by
+// default at index len(voters) (where RawNode.Bootstrap's configuration
+// entries would end), term 1.
+func bootstrapPosition(cfg Config, voters []uint64) (index, term uint64) {
+	index, term = uint64(len(voters)), bootstrapTerm
+	if cfg.BootstrapIndex != 0 {
+		index = cfg.BootstrapIndex
+	}
+	if cfg.BootstrapTerm != 0 {
+		term = cfg.BootstrapTerm
+	}
+	return index, term
+}
+
 // bootstrapStorage starts storage, before raft reads it, with the snapshot
-// a cluster bootstrapped from state begins with: at index len(voters)
-// (where RawNode.Bootstrap's configuration entries would end), term 1, with
-// voters as the configuration and a token as data (the loop keeps the
+// a cluster bootstrapped from state begins with: at the bootstrap position,
+// with voters as the configuration and a token as data (the loop keeps the
 // capture; see startFromState).
-func bootstrapStorage(storage *raft.MemoryStorage, voters []uint64) error {
-	index := uint64(len(voters))
+func bootstrapStorage(storage *raft.MemoryStorage, voters []uint64, index, term uint64) error {
 	snap := &raftpb.Snapshot{
 		Data: snapToken(index),
 		Metadata: &raftpb.SnapshotMetadata{
 			Index:     new(index),
-			Term:      new(uint64(bootstrapTerm)),
+			Term:      new(term),
 			ConfState: &raftpb.ConfState{Voters: slices.Clone(voters)},
 		},
 	}
 	if err := storage.ApplySnapshot(snap); err != nil {
 		return fmt.Errorf("raftadapter: bootstrap from state: %w", err)
 	}
-	if err := storage.SetHardState(&raftpb.HardState{Term: new(uint64(bootstrapTerm)), Commit: new(index)}); err != nil {
+	if err := storage.SetHardState(&raftpb.HardState{Term: new(term), Commit: new(index)}); err != nil {
 		return fmt.Errorf("raftadapter: bootstrap from state: %w", err)
 	}
 	return nil
@@ -40,11 +52,14 @@ func bootstrapStorage(storage *raft.MemoryStorage, voters []uint64) error {
 // applied up to the snapshot, with a capture of the state machine (as it is
 // now) standing for the snapshot's data, so the state goes to every member
 // that joins. Called before the loop runs.
-func (l *loop) startFromState(voters []uint64) error {
-	index := uint64(len(voters))
-	l.dedup.startTerm(bootstrapTerm)
-	l.applied, l.appliedTerm = index, bootstrapTerm
+func (l *loop) startFromState(voters []uint64, index, term uint64, removed []uint64) error {
+	l.dedup.startTerm(term)
+	l.applied, l.appliedTerm = index, term
 	l.snapIndex, l.lastSnapAttempt = index, index
+	for _, id := range removed {
+		l.removedIDs[id] = struct{}{}
+	}
+	l.publishRemoved()
 	w, err := l.sm.Snapshot()
 	if err != nil {
 		return fmt.Errorf("raftadapter: bootstrap from state: capture the state machine: %w", err)
@@ -59,6 +74,6 @@ func (l *loop) startFromState(voters []uint64) error {
 			l.log.Warn("lone voter could not campaign; it will after an election timeout", "err", err)
 		}
 	}
-	l.log.Info("bootstrapped from the state machine's state", "index", index, "voters", fmt.Sprintf("%x", voters))
+	l.log.Info("bootstrapped from the state machine's state", "index", index, "term", term, "voters", fmt.Sprintf("%x", voters))
 	return nil
 }

@@ -7,16 +7,64 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
+
+// ConfChangeKind is one kind of single membership change.
+type ConfChangeKind uint8
+
+// Single membership changes.
+const (
+	// AddLearnerChange adds a node that is not a member as a learner.
+	AddLearnerChange ConfChangeKind = iota + 1
+	// PromoteChange makes a learner a voter (a voter: no change).
+	PromoteChange
+	// RemoveChange removes a voter or a learner.
+	RemoveChange
+	// DemoteChange makes a voter a learner.
+	DemoteChange
+)
+
+func (k ConfChangeKind) String() string {
+	switch k {
+	case AddLearnerChange:
+		return "add-learner"
+	case PromoteChange:
+		return "promote"
+	case RemoveChange:
+		return "remove"
+	case DemoteChange:
+		return "demote"
+	}
+	return fmt.Sprintf("conf-change(%d)", uint8(k))
+}
+
+// raftType is the raft change type that makes k.
+func (k ConfChangeKind) raftType() raftpb.ConfChangeType {
+	switch k {
+	case PromoteChange:
+		return raftpb.ConfChangeAddNode
+	case RemoveChange:
+		return raftpb.ConfChangeRemoveNode
+	default:
+		return raftpb.ConfChangeAddLearnerNode
+	}
+}
+
+// ConfChange is one single change of a membership change.
+type ConfChange struct {
+	Kind ConfChangeKind
+	ID   uint64
+}
 
 // confRequest is one membership change. Changes are queued in call order and
 // only the head is in raft at any time.
 type confRequest struct {
 	ctx     context.Context
-	typ     raftpb.ConfChangeType
-	id      uint64
+	changes []ConfChange
 	context []byte
 	w       *waiter
 
@@ -73,10 +121,7 @@ func (l *loop) tryConfChange() bool {
 		bs := l.rn.BasicStatus()
 		ctxBuf := newEnvelopeBuf(c.context)
 		envelope{proposer: l.id, term: bs.GetTerm(), seq: c.w.seq}.stamp(ctxBuf)
-		cc := &raftpb.ConfChangeV2{
-			Changes: []*raftpb.ConfChangeSingle{{Type: c.typ.Enum(), NodeId: new(c.id)}},
-			Context: ctxBuf,
-		}
+		cc := &raftpb.ConfChangeV2{Changes: raftChanges(c.changes), Context: ctxBuf}
 		data, err := proto.Marshal(cc)
 		if err != nil {
 			l.finishConf(c, fmt.Errorf("raftadapter: encoding membership change: %w", err))
@@ -97,6 +142,7 @@ func (l *loop) tryConfChange() bool {
 }
 
 // checkConfRequest validates the head change against the applied membership.
+// Changes already in effect are dropped from it; errNoop means all were.
 func (l *loop) checkConfRequest(c *confRequest) error {
 	if l.removed {
 		return ErrRemoved
@@ -107,59 +153,109 @@ func (l *loop) checkConfRequest(c *confRequest) error {
 		}
 		return fmt.Errorf("%w: %w", ErrNotLeader, ErrNoLeader)
 	}
-	return validateConfRequest(l.confState, c.typ, c.id)
+	changes, err := validateConfRequest(l.confState, c.changes)
+	if err != nil {
+		return err
+	}
+	c.changes = changes
+	return nil
 }
 
-// validateConfRequest checks a change the API asks for; errNoop means it is
-// already in effect.
-func validateConfRequest(cs *raftpb.ConfState, typ raftpb.ConfChangeType, id uint64) error {
-	if id == 0 || raft.IsLocalMsgTarget(id) {
-		return fmt.Errorf("%w: bad member id %d", ErrInvalidConfChange, id)
+// raftChanges turns changes into raft's single changes.
+func raftChanges(changes []ConfChange) []*raftpb.ConfChangeSingle {
+	out := make([]*raftpb.ConfChangeSingle, len(changes))
+	for i, ch := range changes {
+		out[i] = &raftpb.ConfChangeSingle{Type: ch.Kind.raftType().Enum(), NodeId: new(ch.ID)}
 	}
-	voter, learner := slices.Contains(cs.GetVoters(), id), slices.Contains(cs.GetLearners(), id)
-	switch typ {
-	case raftpb.ConfChangeAddLearnerNode:
-		if voter {
-			return fmt.Errorf("%w: %x is a voter", ErrMemberExists, id)
-		}
-		if learner {
-			return fmt.Errorf("%w: %x is a learner", ErrMemberExists, id)
-		}
-	case raftpb.ConfChangeAddNode:
-		if voter {
-			return errNoop
-		}
-		if !learner {
-			return fmt.Errorf("%w: %x is not a learner; add it as a learner first", ErrUnknownMember, id)
-		}
-	case raftpb.ConfChangeRemoveNode:
-		if !voter && !learner {
-			return fmt.Errorf("%w: %x", ErrUnknownMember, id)
-		}
-		if voter && len(cs.GetVoters()) == 1 {
-			return fmt.Errorf("%w: cannot remove the last voter %x", ErrInvalidConfChange, id)
-		}
-	default:
-		return fmt.Errorf("%w: unsupported change type %v", ErrInvalidConfChange, typ)
+	return out
+}
+
+// validateConfRequest checks a change the API asks for and returns it
+// without the single changes already in effect (promoting a voter); errNoop
+// means none is left. Several changes become one joint change, which raft
+// must accept as a whole.
+func validateConfRequest(cs *raftpb.ConfState, changes []ConfChange) ([]ConfChange, error) {
+	if len(changes) == 0 {
+		return nil, fmt.Errorf("%w: no change", ErrInvalidConfChange)
 	}
-	return nil
+	if len(cs.GetVotersOutgoing()) > 0 {
+		return nil, fmt.Errorf("%w: a joint configuration is still being left", ErrInvalidConfChange)
+	}
+	seen := map[uint64]bool{}
+	var out []ConfChange
+	for _, ch := range changes {
+		id := ch.ID
+		if id == 0 || raft.IsLocalMsgTarget(id) {
+			return nil, fmt.Errorf("%w: bad member id %d", ErrInvalidConfChange, id)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%w: member %x changed twice in one change", ErrInvalidConfChange, id)
+		}
+		seen[id] = true
+		voter, learner := slices.Contains(cs.GetVoters(), id), slices.Contains(cs.GetLearners(), id)
+		switch ch.Kind {
+		case AddLearnerChange:
+			if voter {
+				return nil, fmt.Errorf("%w: %x is a voter", ErrMemberExists, id)
+			}
+			if learner {
+				return nil, fmt.Errorf("%w: %x is a learner", ErrMemberExists, id)
+			}
+		case PromoteChange:
+			if voter {
+				continue // already in effect
+			}
+			if !learner {
+				return nil, fmt.Errorf("%w: %x is not a learner; add it as a learner first", ErrUnknownMember, id)
+			}
+		case RemoveChange:
+			if !voter && !learner {
+				return nil, fmt.Errorf("%w: %x", ErrUnknownMember, id)
+			}
+		case DemoteChange:
+			if !voter {
+				return nil, fmt.Errorf("%w: %x is not a voter", ErrInvalidConfChange, id)
+			}
+		default:
+			return nil, fmt.Errorf("%w: unsupported change kind %v", ErrInvalidConfChange, ch.Kind)
+		}
+		out = append(out, ch)
+	}
+	if len(out) == 0 {
+		return nil, errNoop
+	}
+	if err := raftAccepts(cs, &raftpb.ConfChangeV2{Changes: raftChanges(out)}); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfChange, err)
+	}
+	return out, nil
+}
+
+// raftAccepts reports whether raft can apply cc to the configuration cs: it
+// runs raft's own configuration changer on a copy (raft panics on a change
+// it cannot apply, such as one that leaves no voter).
+func raftAccepts(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) error {
+	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: 1}
+	cfg, trk, err := confchange.Restore(chg, cs)
+	if err != nil {
+		return err
+	}
+	chg.Tracker.Config, chg.Tracker.Progress = cfg, trk
+	if cc.LeaveJoint() {
+		_, _, err = chg.LeaveJoint()
+	} else if autoLeave, ok := cc.EnterJoint(); ok {
+		_, _, err = chg.EnterJoint(autoLeave, cc.GetChanges()...)
+	} else {
+		_, _, err = chg.Simple(cc.GetChanges()...)
+	}
+	return err
 }
 
 // checkCommittedConfChange decides, from replicated state only, whether a
 // committed change can be applied. raft panics on changes it cannot apply,
 // so those are cancelled instead (the same way on every member).
 func checkCommittedConfChange(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) error {
-	if len(cc.GetChanges()) != 1 || cc.GetTransition() != raftpb.ConfChangeTransitionAuto || len(cs.GetVotersOutgoing()) > 0 {
-		return fmt.Errorf("%w: only single changes without joint consensus are supported", ErrInvalidConfChange)
-	}
-	ch := cc.GetChanges()[0]
-	if ch.GetNodeId() == 0 {
-		return nil
-	}
-	voters := cs.GetVoters()
-	lastVoter := len(voters) == 1 && voters[0] == ch.GetNodeId()
-	if lastVoter && (ch.GetType() == raftpb.ConfChangeRemoveNode || ch.GetType() == raftpb.ConfChangeAddLearnerNode) {
-		return fmt.Errorf("%w: change would leave no voter", ErrInvalidConfChange)
+	if err := raftAccepts(cs, cc); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfChange, err)
 	}
 	return nil
 }
@@ -198,8 +294,10 @@ func (l *loop) applyConfEntry(e *raftpb.Entry) {
 		apply = cancelledConfChange()
 		l.log.Warn("membership change cancelled", "index", e.GetIndex(), "change", describeChanges(cc), "reason", reject)
 	}
+	before := l.confState
 	cs := l.rn.ApplyConfChange(apply)
 	if reject == nil {
+		l.noteRemoved(before, cs)
 		if l.obs != nil {
 			l.obs.ApplyConfChange(&raftpb.ConfChangeV2{
 				Transition: cc.Transition,
@@ -207,8 +305,14 @@ func (l *loop) applyConfEntry(e *raftpb.Entry) {
 				Context:    userCtx,
 			}, cs)
 		}
-		l.log.Info("membership changed", "index", e.GetIndex(), "change", describeChanges(cc),
-			"voters", fmtIDs(cs.GetVoters()), "learners", fmtIDs(cs.GetLearners()))
+		if cc.LeaveJoint() {
+			l.log.Info("left the joint configuration", "index", e.GetIndex(),
+				"voters", fmtIDs(cs.GetVoters()), "learners", fmtIDs(cs.GetLearners()))
+		} else {
+			l.log.Info("membership changed", "index", e.GetIndex(), "change", describeChanges(cc),
+				"voters", fmtIDs(cs.GetVoters()), "learners", fmtIDs(cs.GetLearners()),
+				"voters_outgoing", fmtIDs(cs.GetVotersOutgoing()))
+		}
 	}
 	if w != nil {
 		if reject != nil && errors.Is(reject, ErrLeaderChanged) {
@@ -262,7 +366,7 @@ func (l *loop) checkConfRefused() {
 	delete(l.waiters, c.w.seq)
 	l.c.pendingProposals.Add(-1)
 	c.proposed = false
-	l.log.Debug("membership change deferred until earlier changes are applied", "change", c.typ.String(), "id", fmt.Sprintf("%x", c.id))
+	l.log.Debug("membership change deferred until earlier changes are applied", "change", fmt.Sprint(c.changes))
 }
 
 // finishConf completes a change that is not (or no longer) in raft.

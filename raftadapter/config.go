@@ -3,6 +3,7 @@ package raftadapter
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -42,6 +43,17 @@ type Config struct {
 	// receives the state as a snapshot. Every bootstrapping member must hold
 	// the same state. Ignored when joining (Peers empty).
 	BootstrapFromState bool
+	// BootstrapIndex and BootstrapTerm place the snapshot that
+	// BootstrapFromState starts the log with (0: index len(Peers), term 1).
+	// A cluster recovered from one surviving member starts at that member's
+	// applied index, so that log indexes the state machine has recorded
+	// (lease grants, auth tokens) stay in the past.
+	BootstrapIndex uint64
+	BootstrapTerm  uint64
+	// Removed is the initial removed set with BootstrapFromState (see
+	// Node.WasRemoved): for a recovered cluster, the other members of the
+	// configuration it was recovered from.
+	Removed []uint64
 
 	// TickInterval is the wall-clock length of one raft tick. Default 100ms.
 	TickInterval time.Duration
@@ -131,6 +143,17 @@ func (c Config) withDefaults() (Config, error) {
 			return bad("Peers %v must include ID %d", c.Peers, c.ID)
 		}
 		c.Peers = append([]uint64(nil), c.Peers...)
+	}
+	if c.BootstrapIndex != 0 || c.BootstrapTerm != 0 || len(c.Removed) > 0 {
+		switch {
+		case !c.BootstrapFromState || len(c.Peers) == 0:
+			return bad("BootstrapIndex, BootstrapTerm and Removed need BootstrapFromState and Peers")
+		case c.BootstrapIndex != 0 && c.BootstrapIndex < uint64(len(c.Peers)):
+			return bad("BootstrapIndex %d is below the %d peers", c.BootstrapIndex, len(c.Peers))
+		case slices.Contains(c.Removed, 0) || slices.ContainsFunc(c.Removed, func(id uint64) bool { return slices.Contains(c.Peers, id) }):
+			return bad("Removed holds 0 or a peer")
+		}
+		c.Removed = slices.Clone(c.Removed)
 	}
 	if c.TickInterval < 0 {
 		return bad("TickInterval %v is negative", c.TickInterval)

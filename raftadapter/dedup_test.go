@@ -211,22 +211,26 @@ func TestSnapshotData(t *testing.T) {
 	d.startTerm(5)
 	d.admit(envelope{proposer: 2, term: 5, seq: 8, low: 6})
 	state := strings.Repeat("state machine bytes ", 10)
-	data, err := writeSnapshot(d.appendTo(nil), rewriter(state))
+	removed := map[uint64]struct{}{7: {}, 9: {}}
+	data, err := writeSnapshot(d.appendTo(nil), appendRemoved(nil, removed), rewriter(state))
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotD, sm, err := decodeSnapshot(data)
+	gotD, gotRemoved, sm, err := decodeSnapshot(data)
 	if err != nil {
 		t.Fatalf("decodeSnapshot: %v", err)
 	}
 	if string(sm) != state || gotD.term != 5 || gotD.proposers[2] == nil || gotD.proposers[2].floor != 6 {
 		t.Fatalf("decoded %q and %+v", sm, gotD)
 	}
-	empty, err := writeSnapshot(newDedup().appendTo(nil), rewriter(""))
+	if !maps.Equal(gotRemoved, removed) {
+		t.Fatalf("removed set %v, want %v", gotRemoved, removed)
+	}
+	empty, err := writeSnapshot(newDedup().appendTo(nil), appendRemoved(nil, nil), rewriter(""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, sm, err := decodeSnapshot(empty); err != nil || len(sm) != 0 {
+	if _, rm, sm, err := decodeSnapshot(empty); err != nil || len(sm) != 0 || len(rm) != 0 {
 		t.Fatalf("empty state machine: %q %v", sm, err)
 	}
 
@@ -243,7 +247,7 @@ func TestSnapshotData(t *testing.T) {
 		"truncated":   data[:len(data)-1],
 		"raw kv data": []byte(state),
 	} {
-		if _, _, err := decodeSnapshot(bad); !errors.Is(err, ErrBadSnapshot) {
+		if _, _, _, err := decodeSnapshot(bad); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%s: err = %v, want ErrBadSnapshot", name, err)
 		}
 	}

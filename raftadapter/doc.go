@@ -52,15 +52,24 @@
 //   - PreVote and CheckQuorum are on: an isolated leader steps down after an
 //     election timeout and cannot disrupt the rest when it returns.
 //   - Membership changes are made by the leader only, one at a time, and
-//     return once applied on the leader. raft refuses a change while an
-//     earlier one may be unapplied (e.g. right after an election); the node
-//     then retries it as its applied index advances. A removed member learns
-//     of its removal only if it applies the change (a leader removing itself
+//     return once applied on the leader. ChangeMembership makes several
+//     single changes as one, with joint consensus (raft's automatic
+//     transition): no configuration in between ever applies, and raft
+//     leaves the joint configuration with the leader's next entry.
+//     Status().ConfChangePending is set while a change may be in the log
+//     unapplied, is queued, or a joint configuration is not yet left. raft
+//     refuses a change while an earlier one may be unapplied (e.g. right
+//     after an election); the node then retries it as its applied index
+//     advances. A committed change raft could not apply (it would panic) is
+//     cancelled on every member alike. A removed member learns of its
+//     removal only if it applies the change (a leader removing itself
 //     always does); otherwise Status().Removed stays false and it simply
-//     stops hearing from the cluster. A StateMachine that implements
-//     ConfChangeObserver sees every applied change with its context, so
-//     membership metadata can live in the replicated state; the raft
-//     ConfState travels in snapshot metadata.
+//     stops hearing from the cluster. Every member keeps the replicated set
+//     of ids that left the configuration (WasRemoved; snapshots carry it),
+//     so the layer above can tell such a member so. A StateMachine that
+//     implements ConfChangeObserver sees every applied change with its
+//     context, so membership metadata can live in the replicated state;
+//     the raft ConfState travels in snapshot metadata.
 //   - After SnapshotCount applied entries the state machine is captured
 //     (StateMachine.Snapshot, on the raft loop), a snapshot is stored in
 //     raft's storage and the log compacted, keeping SnapshotCatchUpEntries
@@ -75,13 +84,18 @@
 //     raft retries with the newer snapshot. The follower calls
 //     StateMachine.Restore and likewise keeps a capture of the restored
 //     state, not the received bytes. Snapshot data wraps the state machine's
-//     bytes with a format version, the at-most-once state and a CRC-32C; a
-//     member that gets data it cannot decode stops with ErrBadSnapshot.
-//     Restore receives exactly the state machine's bytes.
+//     bytes with a format version, the at-most-once state, the removed set
+//     and a CRC-32C; a member that gets data it cannot decode stops with
+//     ErrBadSnapshot. Restore receives exactly the state machine's bytes.
 //   - A cluster may be founded on state the state machine already holds
 //     (Config.BootstrapFromState): the founders' logs then begin with a
 //     snapshot of that state instead of the configuration entries, so it
-//     reaches every later member as a snapshot.
+//     reaches every later member as a snapshot. Config.BootstrapIndex,
+//     BootstrapTerm and Removed place that snapshot where a recovered
+//     member's log left off.
+//   - A failure of the raft loop (a panic, state raft cannot store, a
+//     snapshot that cannot be restored) stops the node: Done is closed and
+//     Err says why; every call then fails with ErrStopped wrapping it.
 //   - Close hands leadership to the most caught-up voter that seems
 //     reachable (moving on to the next if the transport reports it
 //     unreachable), bounded by Config.CloseTimeout; afterwards every call

@@ -97,6 +97,9 @@ func TestStateMachinePanicStopsNode(t *testing.T) {
 	if _, err := n.Propose(context.Background(), []byte("a=1")); !errors.Is(err, raftadapter.ErrStopped) {
 		t.Fatalf("Propose after failure: err = %v, want ErrStopped", err)
 	}
+	if err := n.Err(); err == nil {
+		t.Fatal("Err after failure returned nil, want the failure")
+	}
 	if err := n.Close(); err == nil {
 		t.Fatal("Close after failure returned nil, want the failure")
 	}

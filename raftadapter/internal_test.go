@@ -88,56 +88,77 @@ func TestCheckInbound(t *testing.T) {
 func TestValidateConfRequest(t *testing.T) {
 	cs := &raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}
 	single := &raftpb.ConfState{Voters: []uint64{1}}
+	joint := &raftpb.ConfState{Voters: []uint64{1, 2, 4}, VotersOutgoing: []uint64{1, 2, 3}, AutoLeave: new(true)}
+	one := func(k ConfChangeKind, id uint64) []ConfChange { return []ConfChange{{k, id}} }
 	cases := []struct {
-		name string
-		cs   *raftpb.ConfState
-		typ  raftpb.ConfChangeType
-		id   uint64
-		want error
+		name    string
+		cs      *raftpb.ConfState
+		changes []ConfChange
+		want    error
+		left    int // changes left when valid
 	}{
-		{"add learner", cs, raftpb.ConfChangeAddLearnerNode, 4, nil},
-		{"add existing voter", cs, raftpb.ConfChangeAddLearnerNode, 1, ErrMemberExists},
-		{"add existing learner", cs, raftpb.ConfChangeAddLearnerNode, 3, ErrMemberExists},
-		{"add id 0", cs, raftpb.ConfChangeAddLearnerNode, 0, ErrInvalidConfChange},
-		{"promote learner", cs, raftpb.ConfChangeAddNode, 3, nil},
-		{"promote voter", cs, raftpb.ConfChangeAddNode, 2, errNoop},
-		{"promote stranger", cs, raftpb.ConfChangeAddNode, 9, ErrUnknownMember},
-		{"remove voter", cs, raftpb.ConfChangeRemoveNode, 2, nil},
-		{"remove learner", cs, raftpb.ConfChangeRemoveNode, 3, nil},
-		{"remove stranger", cs, raftpb.ConfChangeRemoveNode, 9, ErrUnknownMember},
-		{"remove last voter", single, raftpb.ConfChangeRemoveNode, 1, ErrInvalidConfChange},
-		{"update", cs, raftpb.ConfChangeUpdateNode, 1, ErrInvalidConfChange},
+		{"add learner", cs, one(AddLearnerChange, 4), nil, 1},
+		{"add existing voter", cs, one(AddLearnerChange, 1), ErrMemberExists, 0},
+		{"add existing learner", cs, one(AddLearnerChange, 3), ErrMemberExists, 0},
+		{"add id 0", cs, one(AddLearnerChange, 0), ErrInvalidConfChange, 0},
+		{"promote learner", cs, one(PromoteChange, 3), nil, 1},
+		{"promote voter", cs, one(PromoteChange, 2), errNoop, 0},
+		{"promote stranger", cs, one(PromoteChange, 9), ErrUnknownMember, 0},
+		{"remove voter", cs, one(RemoveChange, 2), nil, 1},
+		{"remove learner", cs, one(RemoveChange, 3), nil, 1},
+		{"remove stranger", cs, one(RemoveChange, 9), ErrUnknownMember, 0},
+		{"remove last voter", single, one(RemoveChange, 1), ErrInvalidConfChange, 0},
+		{"demote voter", cs, one(DemoteChange, 2), nil, 1},
+		{"demote learner", cs, one(DemoteChange, 3), ErrInvalidConfChange, 0},
+		{"demote last voter", single, one(DemoteChange, 1), ErrInvalidConfChange, 0},
+		{"unknown kind", cs, one(ConfChangeKind(9), 1), ErrInvalidConfChange, 0},
+		{"none", cs, nil, ErrInvalidConfChange, 0},
+		{"joint: promote and remove", cs, []ConfChange{{PromoteChange, 3}, {RemoveChange, 2}}, nil, 2},
+		{"joint: with a no-op", cs, []ConfChange{{PromoteChange, 3}, {PromoteChange, 2}}, nil, 1},
+		{"joint: twice the same id", cs, []ConfChange{{PromoteChange, 3}, {RemoveChange, 3}}, ErrInvalidConfChange, 0},
+		{"joint: no voter left", cs, []ConfChange{{RemoveChange, 1}, {RemoveChange, 2}}, ErrInvalidConfChange, 0},
+		{"while joint", joint, one(AddLearnerChange, 9), ErrInvalidConfChange, 0},
 	}
 	for _, tc := range cases {
-		err := validateConfRequest(tc.cs, tc.typ, tc.id)
+		left, err := validateConfRequest(tc.cs, tc.changes)
 		if (tc.want == nil && err != nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+		if err == nil && len(left) != tc.left {
+			t.Errorf("%s: %d changes left, want %d", tc.name, len(left), tc.left)
 		}
 	}
 }
 
+// Committed changes raft could not apply (it would panic) are cancelled;
+// joint changes and leaving a joint configuration are applied.
 func TestCheckCommittedConfChange(t *testing.T) {
 	single := &raftpb.ConfState{Voters: []uint64{1}}
-	one := func(typ raftpb.ConfChangeType, id uint64) *raftpb.ConfChangeV2 {
-		return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(id)}}}
+	three := &raftpb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}
+	joint := &raftpb.ConfState{Voters: []uint64{1, 2, 4}, VotersOutgoing: []uint64{1, 2, 3}, AutoLeave: new(true)}
+	change := func(typ raftpb.ConfChangeType, id uint64) *raftpb.ConfChangeSingle {
+		return &raftpb.ConfChangeSingle{Type: typ.Enum(), NodeId: new(id)}
 	}
-	node := func(id uint64) *raftpb.ConfChangeSingle { return &raftpb.ConfChangeSingle{NodeId: new(id)} }
+	cc := func(chs ...*raftpb.ConfChangeSingle) *raftpb.ConfChangeV2 { return &raftpb.ConfChangeV2{Changes: chs} }
 	cases := []struct {
 		name string
+		cs   *raftpb.ConfState
 		cc   *raftpb.ConfChangeV2
 		ok   bool
 	}{
-		{"add", one(raftpb.ConfChangeAddLearnerNode, 2), true},
-		{"remove last voter", one(raftpb.ConfChangeRemoveNode, 1), false},
-		{"demote last voter", one(raftpb.ConfChangeAddLearnerNode, 1), false},
-		{"leave joint", &raftpb.ConfChangeV2{}, false},
-		{"joint", &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{node(2), node(3)}}, false},
-		{"explicit transition", &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(),
-			Changes: []*raftpb.ConfChangeSingle{node(2)}}, false},
-		{"cancelled", cancelledConfChange(), true},
+		{"add", single, cc(change(raftpb.ConfChangeAddLearnerNode, 2)), true},
+		{"remove last voter", single, cc(change(raftpb.ConfChangeRemoveNode, 1)), false},
+		{"demote last voter", single, cc(change(raftpb.ConfChangeAddLearnerNode, 1)), false},
+		{"leave joint when not joint", single, &raftpb.ConfChangeV2{}, false},
+		{"enter joint", three, cc(change(raftpb.ConfChangeAddNode, 4), change(raftpb.ConfChangeRemoveNode, 3)), true},
+		{"enter joint removing every voter", three, cc(change(raftpb.ConfChangeRemoveNode, 1), change(raftpb.ConfChangeRemoveNode, 2),
+			change(raftpb.ConfChangeRemoveNode, 3)), false},
+		{"change while joint", joint, cc(change(raftpb.ConfChangeAddLearnerNode, 9)), false},
+		{"leave joint", joint, &raftpb.ConfChangeV2{}, true},
+		{"cancelled", single, cancelledConfChange(), true},
 	}
 	for _, tc := range cases {
-		if err := checkCommittedConfChange(single, tc.cc); (err == nil) != tc.ok {
+		if err := checkCommittedConfChange(tc.cs, tc.cc); (err == nil) != tc.ok {
 			t.Errorf("%s: err = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}

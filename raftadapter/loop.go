@@ -32,18 +32,23 @@ type loop struct {
 	c       *counters
 
 	// What this node knows about raft.
-	lead        uint64
-	leaderHeard uint64 // tick at which a message from lead was last stepped
-	state       raft.StateType
-	ticks       uint64
-	applied     uint64
-	appliedTerm uint64            // term of the entry at applied
-	confState   *raftpb.ConfState // never nil
-	voters      []uint64          // sorted copies of confState, shared with published Status
-	learners    []uint64
-	memberVer   uint64 // bumped on every membership change
-	wasMember   bool
-	removed     bool
+	lead           uint64
+	leaderHeard    uint64 // tick at which a message from lead was last stepped
+	state          raft.StateType
+	ticks          uint64
+	applied        uint64
+	appliedTerm    uint64            // term of the entry at applied
+	confState      *raftpb.ConfState // never nil
+	voters         []uint64          // sorted copies of confState, shared with published Status
+	learners       []uint64
+	votersOutgoing []uint64
+	memberVer      uint64 // bumped on every membership change
+	wasMember      bool
+	removed        bool
+	removedIDs     map[uint64]struct{} // replicated: ids that left the configuration (see removed.go)
+	// confFence: as raft does, a new leader treats its whole log as possibly
+	// holding an unapplied membership change until it has applied it.
+	confFence uint64
 	// campaignAlone: bootstrapped as the only voter; campaign once the
 	// bootstrap entry is applied (raft refuses while it is pending).
 	campaignAlone bool
@@ -99,24 +104,25 @@ type changeKey struct {
 
 func newLoop(n *Node, rn *raft.RawNode, storage *raft.MemoryStorage, sm StateMachine, tr Transport) *loop {
 	l := &loop{
-		n:         n,
-		cfg:       n.cfg,
-		id:        n.id,
-		log:       n.cfg.Logger.With("raft_id", fmt.Sprintf("%x", n.id)),
-		rn:        rn,
-		idp:       new(n.id),
-		confState: new(raftpb.ConfState),
-		storage:   storage,
-		sm:        sm,
-		tr:        tr,
-		c:         &n.counters,
-		waiters:   make(map[uint64]*waiter),
-		lowSeq:    1,
-		dedup:     newDedup(),
-		heard:     make(map[uint64]uint64),
-		unreached: make(map[uint64]uint64),
-		snapJobc:  make(chan snapJob, 1),
-		snapDonec: make(chan snapResult, 1),
+		n:          n,
+		cfg:        n.cfg,
+		id:         n.id,
+		log:        n.cfg.Logger.With("raft_id", fmt.Sprintf("%x", n.id)),
+		rn:         rn,
+		idp:        new(n.id),
+		confState:  new(raftpb.ConfState),
+		storage:    storage,
+		sm:         sm,
+		tr:         tr,
+		c:          &n.counters,
+		waiters:    make(map[uint64]*waiter),
+		lowSeq:     1,
+		dedup:      newDedup(),
+		removedIDs: map[uint64]struct{}{},
+		heard:      make(map[uint64]uint64),
+		unreached:  make(map[uint64]uint64),
+		snapJobc:   make(chan snapJob, 1),
+		snapDonec:  make(chan snapResult, 1),
 	}
 	l.obs, _ = sm.(ConfChangeObserver)
 	bs := rn.BasicStatus()
@@ -345,6 +351,9 @@ func (l *loop) softStateChanged(ss raft.SoftState) {
 	if ss.RaftState != l.state {
 		l.log.Debug("raft role changed", "role", ss.RaftState.String())
 		l.state = ss.RaftState
+		if l.state == raft.StateLeader {
+			l.confFence, _ = l.storage.LastIndex()
+		}
 	}
 }
 
@@ -674,7 +683,7 @@ func (l *loop) forget(w *waiter) {
 func (l *loop) restore(snap *raftpb.Snapshot) {
 	md := snap.GetMetadata()
 	index, term := md.GetIndex(), md.GetTerm()
-	dd, smData, err := decodeSnapshot(snap.GetData())
+	dd, removed, smData, err := decodeSnapshot(snap.GetData())
 	if err == nil && dd.term != term {
 		err = fmt.Errorf("%w: dedup state of term %d in a snapshot of term %d", ErrBadSnapshot, dd.term, term)
 	}
@@ -687,6 +696,8 @@ func (l *loop) restore(snap *raftpb.Snapshot) {
 		return
 	}
 	l.dedup = dd
+	l.removedIDs = removed
+	l.publishRemoved()
 	l.applied, l.appliedTerm = index, term
 	l.snapIndex, l.lastSnapAttempt = index, index
 	l.captureRestored(index)
@@ -845,11 +856,15 @@ func (l *loop) publish() {
 		SnapshotIndex:  l.snapIndex,
 		Voters:         l.voters,
 		Learners:       l.learners,
+		VotersOutgoing: l.votersOutgoing,
 		Removed:        l.removed,
 	}
+	st.ConfChangePending = len(l.votersOutgoing) > 0 || len(l.confQueue) > 0 ||
+		st.IsLeader && l.confFence > l.applied
 	if p := l.lastPub; p != nil && !l.ticked && p.Leader == st.Leader && p.Term == st.Term &&
 		p.State == st.State && p.LeadTransferee == st.LeadTransferee && p.CommitIndex == st.CommitIndex &&
 		p.AppliedIndex == st.AppliedIndex && p.SnapshotIndex == st.SnapshotIndex && p.Removed == st.Removed &&
+		p.ConfChangePending == st.ConfChangePending &&
 		l.notifyKey.memberVer == l.memberVer {
 		return
 	}
@@ -889,8 +904,9 @@ func (l *loop) setConfState(cs *raftpb.ConfState) {
 	l.confState = proto.CloneOf(cs)
 	l.voters = slices.Sorted(slices.Values(cs.GetVoters()))
 	l.learners = slices.Sorted(slices.Values(cs.GetLearners()))
+	l.votersOutgoing = slices.Sorted(slices.Values(cs.GetVotersOutgoing()))
 	l.memberVer++
-	member := slices.Contains(l.voters, l.id) || slices.Contains(l.learners, l.id)
+	_, member := confMembers(cs)[l.id]
 	switch {
 	case member:
 		l.wasMember = true

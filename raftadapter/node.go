@@ -85,6 +85,7 @@ type Node struct {
 	storage *raft.MemoryStorage
 
 	status       atomic.Pointer[Status]
+	removedIDs   atomic.Pointer[map[uint64]struct{}] // a copy of the loop's removed set
 	counters     counters
 	busy         atomic.Bool // raft loop is processing (for tests' quiescence checks)
 	snapInFlight atomic.Bool // a snapshot is being serialized
@@ -140,8 +141,9 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 	ids := slices.Clone(cfg.Peers)
 	slices.Sort(ids) // every bootstrapping member must write identical entries 1..n
 	fromState := len(ids) > 0 && cfg.BootstrapFromState
+	bootIndex, bootTerm := bootstrapPosition(cfg, ids)
 	if fromState {
-		if err := bootstrapStorage(storage, ids); err != nil {
+		if err := bootstrapStorage(storage, ids, bootIndex, bootTerm); err != nil {
 			return nil, err
 		}
 	}
@@ -186,12 +188,13 @@ func New(cfg Config, sm StateMachine, tr Transport) (*Node, error) {
 		storage:   storage,
 	}
 	n.busy.Store(true)
+	n.removedIDs.Store(&map[uint64]struct{}{})
 	l := newLoop(n, rn, storage, sm, tr)
 	// A lone voter needs nobody's vote: it campaigns as soon as it has
 	// applied its bootstrap entry instead of after an election timeout.
 	l.campaignAlone = len(cfg.Peers) == 1 && cfg.Peers[0] == cfg.ID
 	if fromState {
-		if err := l.startFromState(ids); err != nil {
+		if err := l.startFromState(ids, bootIndex, bootTerm, cfg.Removed); err != nil {
 			return nil, err
 		}
 	}
@@ -339,30 +342,42 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 // member's client URLs). Only the leader changes membership (ErrNotLeader
 // otherwise); changes are applied one at a time, queued in call order.
 func (n *Node) AddLearner(ctx context.Context, id uint64, context []byte) error {
-	return n.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, id, context)
+	return n.ChangeMembership(ctx, []ConfChange{{AddLearnerChange, id}}, context)
 }
 
 // Promote turns learner id into a voter and returns once applied. Promoting
 // a voter is a no-op.
 func (n *Node) Promote(ctx context.Context, id uint64) error {
-	return n.changeMembership(ctx, raftpb.ConfChangeAddNode, id, nil)
+	return n.ChangeMembership(ctx, []ConfChange{{PromoteChange, id}}, nil)
 }
 
 // RemoveMember removes voter or learner id and returns once applied. A
 // leader may remove itself; it then steps down and reports ErrRemoved for
 // new work.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
-	return n.changeMembership(ctx, raftpb.ConfChangeRemoveNode, id, nil)
+	return n.ChangeMembership(ctx, []ConfChange{{RemoveChange, id}}, nil)
 }
 
-func (n *Node) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, id uint64, context []byte) error {
+// ChangeMembership makes changes as one raft membership change and returns
+// once it is applied on this node. One change is made directly; several are
+// made with joint consensus (raft's automatic transition), so that no
+// configuration in between is ever in effect: the call returns when the
+// joint configuration is entered, and raft leaves it with the next entry
+// the leader appends (Status.ConfChangePending stays set until then).
+// Changes already in effect (promoting a voter) are skipped; if all are,
+// it returns nil at once. Only the leader changes membership (ErrNotLeader
+// otherwise); changes are applied one at a time, queued in call order.
+// Errors: ErrInvalidConfChange (raft could not apply it as a whole, e.g.
+// no voter would be left), ErrMemberExists, ErrUnknownMember, and those of
+// Propose.
+func (n *Node) ChangeMembership(ctx context.Context, changes []ConfChange, context []byte) error {
 	if ctx.Err() != nil {
 		return ctxError(ctx)
 	}
 	if n.stopping() {
 		return n.stoppedErr()
 	}
-	c := &confRequest{ctx: ctx, typ: typ, id: id, context: context, w: newWaiter()}
+	c := &confRequest{ctx: ctx, changes: slices.Clone(changes), context: context, w: newWaiter()}
 	c.w.conf = c
 	if err := submit(ctx, n, n.confc, c); err != nil {
 		return err
@@ -459,6 +474,17 @@ func (n *Node) notifyChanges(final bool) {
 
 // Done is closed when the node has stopped (after Close or a fatal error).
 func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err returns, once the node has stopped, the failure that stopped it (nil
+// after a plain Close, and while it runs).
+func (n *Node) Err() error {
+	select {
+	case <-n.donec:
+		return n.fatal
+	default:
+		return nil
+	}
+}
 
 // Close stops the node gracefully: if it is the leader it first hands
 // leadership to the most caught-up voter (waiting at most

@@ -19,6 +19,8 @@ import (
 //	bytes 0-3   snapMagic
 //	byte 4      snapVersion
 //	uvarint     length of the dedup state, then the dedup state
+//	uvarint     count of removed member ids, then each as 8 bytes big endian
+//	            (version 2; version 1 data has no removed set)
 //	...         the state machine's bytes (StateMachine.Snapshot's WriteTo)
 //	last 4      CRC-32C (Castagnoli) of everything before, big endian
 //
@@ -30,7 +32,7 @@ import (
 // the node; if one arrived anyway it would fail to decode (wrong magic).
 const (
 	snapMagic      = "RASN"
-	snapVersion    = 1
+	snapVersion    = 2
 	snapCRCLen     = 4
 	snapTokenMagic = "RATK"
 	snapTokenLen   = len(snapTokenMagic) + 8
@@ -62,16 +64,18 @@ func parseSnapToken(data []byte) (uint64, bool) {
 // snapCapture is what the loop keeps for the snapshot in storage: the state
 // machine's capture and the encoded dedup state as of index.
 type snapCapture struct {
-	index uint64
-	dedup []byte
-	w     io.WriterTo
+	index   uint64
+	dedup   []byte
+	removed []byte // the encoded removed set as of index
+	w       io.WriterTo
 }
 
 // snapJob is a capture to serialize off the raft loop.
 type snapJob struct {
-	index uint64
-	dedup []byte
-	w     io.WriterTo
+	index   uint64
+	dedup   []byte
+	removed []byte
+	w       io.WriterTo
 }
 
 type snapResult struct {
@@ -111,15 +115,15 @@ func (s *snapSends) release(c *counters) {
 func runSnapshotter(jobs <-chan snapJob, results chan<- snapResult) {
 	for job := range jobs {
 		res := snapResult{index: job.index}
-		res.data, res.err = writeSnapshot(job.dedup, job.w)
+		res.data, res.err = writeSnapshot(job.dedup, job.removed, job.w)
 		results <- res // capacity 1 and one job at a time: never blocks
 	}
 }
 
-// writeSnapshot produces snapshot data: the header and dedup state, what w
-// writes, and the checksum. It runs w.WriteTo twice, first to learn the size,
-// so the data is allocated once and exactly.
-func writeSnapshot(dedup []byte, w io.WriterTo) (data []byte, err error) {
+// writeSnapshot produces snapshot data: the header, the dedup state and the
+// encoded removed set, what w writes, and the checksum. It runs w.WriteTo
+// twice, first to learn the size, so the data is allocated once and exactly.
+func writeSnapshot(dedup, removed []byte, w io.WriterTo) (data []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			data, err = nil, fmt.Errorf("raftadapter: snapshot writer panicked: %v", r)
@@ -129,7 +133,7 @@ func writeSnapshot(dedup []byte, w io.WriterTo) (data []byte, err error) {
 	if _, err := w.WriteTo(&cw); err != nil {
 		return nil, err
 	}
-	head := len(snapMagic) + 1 + len(binary.AppendUvarint(nil, uint64(len(dedup)))) + len(dedup)
+	head := len(snapMagic) + 1 + len(binary.AppendUvarint(nil, uint64(len(dedup)))) + len(dedup) + len(removed)
 	if cw.n > math.MaxInt-int64(head+snapCRCLen) {
 		return nil, fmt.Errorf("raftadapter: state machine snapshot of %d bytes is too large", cw.n)
 	}
@@ -139,6 +143,7 @@ func writeSnapshot(dedup []byte, w io.WriterTo) (data []byte, err error) {
 	buf = append(buf, snapVersion)
 	buf = binary.AppendUvarint(buf, uint64(len(dedup)))
 	buf = append(buf, dedup...)
+	buf = append(buf, removed...)
 	fw := &fixedWriter{buf: buf, limit: size}
 	if _, err := w.WriteTo(fw); err != nil {
 		return nil, err
@@ -171,16 +176,17 @@ func (f *fixedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// decodeSnapshot checks snapshot data and splits it into the dedup state
-// and the state machine's bytes. Errors wrap ErrBadSnapshot.
-func decodeSnapshot(data []byte) (*dedup, []byte, error) {
-	bad := func(format string, args ...any) (*dedup, []byte, error) {
-		return nil, nil, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+// decodeSnapshot checks snapshot data and splits it into the dedup state,
+// the removed set and the state machine's bytes. Errors wrap ErrBadSnapshot.
+func decodeSnapshot(data []byte) (*dedup, map[uint64]struct{}, []byte, error) {
+	bad := func(format string, args ...any) (*dedup, map[uint64]struct{}, []byte, error) {
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
 	}
 	if len(data) < len(snapMagic)+1+snapCRCLen || string(data[:len(snapMagic)]) != snapMagic {
 		return bad("missing header (%d bytes)", len(data))
 	}
-	if v := data[len(snapMagic)]; v != snapVersion {
+	v := data[len(snapMagic)]
+	if v != 1 && v != snapVersion {
 		return bad("format version %d, want %d", v, snapVersion)
 	}
 	body, sum := data[:len(data)-snapCRCLen], binary.BigEndian.Uint32(data[len(data)-snapCRCLen:])
@@ -197,7 +203,14 @@ func decodeSnapshot(data []byte) (*dedup, []byte, error) {
 	if err != nil {
 		return bad("dedup state: %v", err)
 	}
-	return d, rest[n:], nil
+	rest = rest[n:]
+	removed := map[uint64]struct{}{}
+	if v >= 2 {
+		if removed, rest, err = decodeRemoved(rest); err != nil {
+			return bad("%v", err)
+		}
+	}
+	return d, removed, rest, nil
 }
 
 // maybeSnapshot takes a snapshot once SnapshotCount entries have been
@@ -245,7 +258,7 @@ func (l *loop) maybeSnapshot() {
 // keepCapture makes w (the state machine as of index, with the current dedup
 // state) the capture of the snapshot in storage, releasing the previous one.
 func (l *loop) keepCapture(index uint64, w io.WriterTo) {
-	l.capture = &snapCapture{index: index, dedup: l.dedup.appendTo(nil), w: w}
+	l.capture = &snapCapture{index: index, dedup: l.dedup.appendTo(nil), removed: appendRemoved(nil, l.removedIDs), w: w}
 	if l.sends.dataIndex != index {
 		l.sends.release(l.c)
 	}
@@ -345,7 +358,7 @@ func (l *loop) startSnapshotWrite() {
 	s.writing = true
 	l.n.snapInFlight.Store(true)
 	c := l.capture
-	l.snapJobc <- snapJob{index: c.index, dedup: c.dedup, w: c.w} // one job at a time: never blocks
+	l.snapJobc <- snapJob{index: c.index, dedup: c.dedup, removed: c.removed, w: c.w} // one job at a time: never blocks
 }
 
 // finishSnapshot sends the snapshots that waited for res and keeps the data

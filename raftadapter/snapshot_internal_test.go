@@ -26,21 +26,21 @@ func TestSnapToken(t *testing.T) {
 		}
 	}
 	// A token that somehow reached a follower is refused, never restored.
-	if _, _, err := decodeSnapshot(tok); !errors.Is(err, ErrBadSnapshot) {
+	if _, _, _, err := decodeSnapshot(tok); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("decodeSnapshot(token): err = %v, want ErrBadSnapshot", err)
 	}
 }
 
 func TestWriteSnapshotExactSize(t *testing.T) {
 	state := strings.Repeat("x", 100_000)
-	data, err := writeSnapshot(newDedup().appendTo(nil), rewriter(state))
+	data, err := writeSnapshot(newDedup().appendTo(nil), appendRemoved(nil, nil), rewriter(state))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cap(data) != len(data) {
 		t.Fatalf("snapshot data: len %d, cap %d; want an exactly sized buffer", len(data), cap(data))
 	}
-	if _, sm, err := decodeSnapshot(data); err != nil || string(sm) != state {
+	if _, _, sm, err := decodeSnapshot(data); err != nil || string(sm) != state {
 		t.Fatalf("decodeSnapshot: %d bytes, %v", len(sm), err)
 	}
 }
@@ -82,11 +82,11 @@ func TestWriteSnapshotBadCapture(t *testing.T) {
 		"shrinking": {&shrinking{n: 10}, errSnapshotChanged},
 		"failing":   {failing{}, errWrite},
 	} {
-		if data, err := writeSnapshot(nil, tc.w); !errors.Is(err, tc.want) || data != nil {
+		if data, err := writeSnapshot(nil, nil, tc.w); !errors.Is(err, tc.want) || data != nil {
 			t.Errorf("%s: %d bytes, err %v; want %v", name, len(data), err, tc.want)
 		}
 	}
-	if data, err := writeSnapshot(nil, panicking{}); err == nil || data != nil {
+	if data, err := writeSnapshot(nil, nil, panicking{}); err == nil || data != nil {
 		t.Errorf("panicking: %d bytes, err %v; want an error", len(data), err)
 	}
 }

@@ -23,9 +23,16 @@ type Status struct {
 	AppliedIndex  uint64
 	SnapshotIndex uint64 // index of the latest snapshot held in the log storage
 
-	// Voters and Learners are the applied membership, sorted.
-	Voters   []uint64
-	Learners []uint64
+	// Voters and Learners are the applied membership, sorted. During a
+	// joint change, Voters is the incoming configuration and
+	// VotersOutgoing the outgoing one (empty otherwise).
+	Voters         []uint64
+	Learners       []uint64
+	VotersOutgoing []uint64
+	// ConfChangePending is set while a membership change may be in the log
+	// unapplied, queued, or a joint configuration not yet left: raft
+	// refuses a new change then.
+	ConfChangePending bool
 	// Progress of every member as seen by the leader; nil on other nodes.
 	Progress map[uint64]Progress
 

@@ -174,7 +174,7 @@ var etcdFlags = []etcdFlag{
 	{"compaction-batch-limit", ignored, "compaction of the in-memory store is not batched"},
 	{"compaction-sleep-interval", ignored, "compaction of the in-memory store is not batched"},
 	// Unsafe.
-	{"force-new-cluster", refused, "not supported yet"},
+	{"force-new-cluster", refused, "the data lives in a running process: send it SIGUSR2 instead (see Losing quorum)"},
 	{"unsafe-no-fsync", ignored, whyInMemory},
 	// Command.
 	{"config-file", same, "YAML with etcd's keys; as in etcd, flags and environment variables are then ignored"},

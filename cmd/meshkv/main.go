@@ -81,22 +81,51 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if err := notifySystemd("READY=1"); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
 	}
-	code := 0
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "signal", context.Cause(ctx))
-	case <-node.Done():
-		// Removed from the cluster: exit so a supervisor can start a new
-		// member in its place.
-		log.Error("stopping", "err", node.Err())
-		code = 1
-	}
+	recoverc := make(chan os.Signal, 1)
+	signal.Notify(recoverc, syscall.SIGUSR2)
+	defer signal.Stop(recoverc)
+	code := serveUntil(ctx, node, recoverc, log)
 	_ = notifySystemd("STOPPING=1")
 	if err := node.Close(); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
 	}
 	return code
+}
+
+// servingNode is what serveUntil needs of a node (a *meshkv.Node).
+type servingNode interface {
+	Done() <-chan struct{}
+	Err() error
+	Recover(ctx context.Context, force bool) (meshkv.Recovery, error)
+}
+
+// serveUntil serves until ctx ends (a signal to stop: exit code 0) or the
+// node stops on its own (removed from its cluster, or its raft member
+// failed: exit code 1, so that a supervisor starts a new member). A signal
+// on recoverc (SIGUSR2) asks the node to recover its cluster after a lost
+// quorum (see README, "Losing quorum"); the outcome is logged.
+func serveUntil(ctx context.Context, node servingNode, recoverc <-chan os.Signal, log *slog.Logger) int {
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "signal", context.Cause(ctx))
+			return 0
+		case <-node.Done():
+			log.Error("stopping: this member can no longer serve", "err", node.Err())
+			return 1
+		case <-recoverc:
+			log.Warn("recovery requested (SIGUSR2): asking the members whether the quorum is lost")
+			rec, err := node.Recover(ctx, false)
+			if err != nil {
+				log.Error("recovery refused or failed; nothing changed", "err", err)
+				continue
+			}
+			log.Warn("recovered: this member is the only voter of a new cluster with its data",
+				"cluster", fmt.Sprintf("%x", rec.Cluster), "supersedes", fmt.Sprintf("%x", rec.Supersedes),
+				"applied", rec.Applied, "removed", fmt.Sprintf("%x", rec.Removed))
+		}
+	}
 }
 
 // newLogger returns the process's logger: text (etcd's "console") or JSON

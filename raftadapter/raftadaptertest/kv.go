@@ -22,14 +22,15 @@ import (
 // deterministic snapshots. All methods are safe for concurrent use, so tests
 // can read it while the raft loop applies.
 type KV struct {
-	mu       sync.Mutex
-	data     map[string]string
-	writes   map[string]uint64
-	members  map[uint64][]byte
-	applied  uint64
-	applies  int
-	restores int
-	err      error // first contract violation seen
+	mu          sync.Mutex
+	data        map[string]string
+	writes      map[string]uint64
+	members     map[uint64][]byte
+	voterCounts []int
+	applied     uint64
+	applies     int
+	restores    int
+	err         error // first contract violation seen
 }
 
 // PutResult is what KV.Apply returns for a Put.
@@ -72,10 +73,12 @@ func (kv *KV) Apply(index uint64, data []byte) any {
 	return PutResult{Index: index, Prev: prev, Existed: existed}
 }
 
-// ApplyConfChange records members and their context.
-func (kv *KV) ApplyConfChange(cc *raftpb.ConfChangeV2, _ *raftpb.ConfState) {
+// ApplyConfChange records members and their context, and the voter count
+// of the configuration each change results in.
+func (kv *KV) ApplyConfChange(cc *raftpb.ConfChangeV2, state *raftpb.ConfState) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
+	kv.voterCounts = append(kv.voterCounts, len(state.GetVoters()))
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
 		switch ch.GetType() {
@@ -142,6 +145,14 @@ func (kv *KV) Data() map[string]string {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	return maps.Clone(kv.data)
+}
+
+// VoterCounts lists, for every membership change applied, the number of
+// voters of the (incoming) configuration it resulted in.
+func (kv *KV) VoterCounts() []int {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return slices.Clone(kv.voterCounts)
 }
 
 // Members returns a copy of the recorded members and their contexts.
