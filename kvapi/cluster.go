@@ -67,7 +67,7 @@ func (s clusterServer) MemberUpdate(ctx context.Context, _ *pb.MemberUpdateReque
 	if err := s.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return nil, status.Error(codes.Unimplemented, "meshkv: members have no peer URLs to update; membership follows the mesh")
+	return nil, status.Error(codes.Unimplemented, "meshkv: a member's peer URL is its mesh address, set by its own --mesh-listen; membership follows the mesh")
 }
 
 func (s clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {

@@ -29,7 +29,7 @@ var notApplicable = map[string]struct {
 		errSub: "members join through the mesh",
 	},
 	"member update": {
-		reason: "members have no peer URLs: peers are reached through the mesh",
+		reason: "a member's peer URL is its mesh address, which the member sets itself (--mesh-listen)",
 		args:   []string{"member", "update", "{id}", "--peer-urls=http://127.0.0.1:1"},
 		errSub: "membership follows the mesh",
 	},
@@ -250,11 +250,15 @@ func TestEtcdctlSweep(t *testing.T) {
 	)
 	sw.mark([]string{"member", "list"})
 	sw.mark([]string{"endpoint", "status"})
-	memberCols := regexp.MustCompile(`(?m)^[0-9a-f]+, started, ` + memberName + `, [^,]*, ([^,]*), false$`)
+	memberCols := regexp.MustCompile(`(?m)^[0-9a-f]+, started, ` + memberName + `, ([^,]*), ([^,]*), false$`)
+	// etcd's peer URL is http://127.0.0.1:PORT; meshkv's the mesh address,
+	// https:// as its peer links are TLS.
+	peerURL := regexp.MustCompile(`^https?://127\.0\.0\.1:[0-9]+$`)
 	for _, s := range []*server{etcd, mkv} {
-		if res := s.ctl(t, "", "member", "list"); res.code != 0 || memberCols.FindStringSubmatch(res.stdout) == nil ||
-			memberCols.FindStringSubmatch(res.stdout)[1] != s.clientURL {
-			t.Errorf("%s: member list: want one started member %s with client URL %s:\n%s", s.kind, memberName, s.clientURL, res)
+		res := s.ctl(t, "", "member", "list")
+		m := memberCols.FindStringSubmatch(res.stdout)
+		if res.code != 0 || m == nil || m[2] != s.clientURL || !peerURL.MatchString(m[1]) {
+			t.Errorf("%s: member list: want one started member %s with a peer URL and client URL %s:\n%s", s.kind, memberName, s.clientURL, res)
 		}
 		if res := s.ctl(t, "", "endpoint", "status"); res.code != 0 || !strings.HasPrefix(res.stdout, s.endpoint+", "+s.vars["id"]+", 3.7.") {
 			t.Errorf("%s: endpoint status: want %s, %s, 3.7.x, ...:\n%s", s.kind, s.endpoint, s.vars["id"], res)
