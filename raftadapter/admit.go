@@ -1,9 +1,11 @@
 package raftadapter
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -83,4 +85,102 @@ func (l *loop) inLease(leader uint64) bool {
 		return true
 	}
 	return leader == l.lead && l.ticks-l.leaderHeard < uint64(l.cfg.ElectionTicks)
+}
+
+// drainInbox steps everything other goroutines queued.
+func (l *loop) drainInbox() {
+	b := l.n.in.take()
+	for _, w := range b.cancels {
+		l.forget(w)
+	}
+	for i := range b.msgs {
+		l.stepInbound(b.msgs[i])
+	}
+	for _, id := range b.unreachable {
+		l.rn.ReportUnreachable(id)
+		l.inCount++
+		l.unreached[id] = l.inCount
+		if l.closing && id == l.closeTarget {
+			l.retargetClose()
+		}
+	}
+	for _, r := range b.snapReports {
+		l.snapshotReported(r.id)
+		l.rn.ReportSnapshot(r.id, r.status)
+	}
+}
+
+// stepInbound steps a message from another member, refusing ones that could
+// make raft panic or that no member of ours sends.
+func (l *loop) stepInbound(m *raftpb.Message) {
+	err := checkInbound(l.id, m)
+	if err == nil {
+		err = l.admitInbound(m)
+	}
+	if err != nil {
+		l.c.inboundRejected.Add(1)
+		l.log.Debug("rejected inbound message", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
+		return
+	}
+	if m.GetFrom() == l.lead {
+		l.leaderHeard = l.ticks
+	}
+	l.inCount++
+	l.heard[m.GetFrom()] = l.inCount
+	if err := l.rn.Step(m); err != nil {
+		// Responses from members no longer in the configuration and the
+		// like; raft already ignores them.
+		l.c.inboundRejected.Add(1)
+	}
+}
+
+func checkInbound(self uint64, m *raftpb.Message) error {
+	switch {
+	case m == nil:
+		return errors.New("nil message")
+	case m.GetTo() != self:
+		return fmt.Errorf("addressed to %x", m.GetTo())
+	case m.GetFrom() == 0 || m.GetFrom() == self:
+		return fmt.Errorf("bad sender %x", m.GetFrom())
+	case raftpb.MessageType_name[int32(m.GetType())] == "":
+		// raft indexes tables by message type: a negative one would panic.
+		return fmt.Errorf("unknown message type %d", m.GetType())
+	case raft.IsLocalMsg(m.GetType()):
+		return errors.New("local message type from the network")
+	}
+	switch m.GetType() {
+	case raftpb.MsgProp:
+		if len(m.GetEntries()) == 0 {
+			return errors.New("empty proposal")
+		}
+		for _, e := range m.GetEntries() {
+			if e.GetType() != raftpb.EntryNormal {
+				// Membership changes are proposed only by the leader itself,
+				// after validation.
+				return errors.New("forwarded membership change")
+			}
+		}
+	case raftpb.MsgReadIndex:
+		if len(m.GetEntries()) != 1 {
+			return errors.New("read index request without exactly one entry")
+		}
+	case raftpb.MsgApp:
+		// raft panics on entries that do not follow each other (it
+		// validates them only after acting on them).
+		prevIndex, prevTerm := m.GetIndex(), m.GetLogTerm()
+		for _, e := range m.GetEntries() {
+			if e.GetIndex() != prevIndex+1 || e.GetIndex() == 0 || e.GetTerm() < prevTerm {
+				return fmt.Errorf("entry (%d, %d) does not follow (%d, %d)", e.GetIndex(), e.GetTerm(), prevIndex, prevTerm)
+			}
+			prevIndex, prevTerm = e.GetIndex(), e.GetTerm()
+		}
+		if prevTerm > m.GetTerm() {
+			return fmt.Errorf("entry of term %d in an append of term %d", prevTerm, m.GetTerm())
+		}
+	case raftpb.MsgSnap:
+		if m.GetSnapshot().GetMetadata() == nil {
+			return errors.New("snapshot message without snapshot")
+		}
+	}
+	return nil
 }

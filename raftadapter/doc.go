@@ -141,6 +141,7 @@
 //	_ = n.Promote(ctx, 4)
 //
 // Status reports leader, term, indexes, membership, the leader's view of
-// follower progress and counters; Changes wakes subscribers on leader,
+// follower progress and counters; LeaderTerm is the leader and term alone,
+// a single atomic load for hot paths; Changes wakes subscribers on leader,
 // term and membership changes.
 package raftadapter

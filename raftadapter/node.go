@@ -85,6 +85,7 @@ type Node struct {
 	storage *raft.MemoryStorage
 
 	status       atomic.Pointer[Status]
+	leadTerm     atomic.Pointer[leadTerm]            // replaced by the loop when leader or term changes
 	removedIDs   atomic.Pointer[map[uint64]struct{}] // a copy of the loop's removed set
 	counters     counters
 	busy         atomic.Bool // raft loop is processing (for tests' quiescence checks)
@@ -439,6 +440,15 @@ func (n *Node) Status() Status {
 	st := *n.status.Load()
 	st.Metrics = n.counters.snapshot()
 	return st
+}
+
+// LeaderTerm returns the leader this node knows (0 if none) and its current
+// term, as of the last loop turn. It is a single atomic load, cheap enough
+// for every response. A stopped node reports no leader. Changes wakes its
+// subscribers whenever either value changes.
+func (n *Node) LeaderTerm() (leader, term uint64) {
+	lt := n.leadTerm.Load()
+	return lt.leader, lt.term
 }
 
 // Changes returns a channel that is closed at the next change of leader,

@@ -230,3 +230,43 @@ func TestLoneVoterLeadsWithoutTicks(t *testing.T) {
 type nopTransport struct{}
 
 func (nopTransport) Send([]*raftpb.Message) {}
+
+// LeaderTerm agrees with Status on every member, follows a leadership
+// transfer (waking Changes subscribers), and reports no leader once the node
+// has stopped.
+func TestLeaderTermFollowsStatus(t *testing.T) {
+	c := newCluster(t, 3, raftadaptertest.NetworkConfig{}, nil)
+	lead := c.waitLeader()
+	c.settle()
+	for _, id := range c.ids {
+		st := c.nodes[id].Status()
+		if l, term := c.nodes[id].LeaderTerm(); l != st.Leader || term != st.Term || l != lead {
+			t.Errorf("node %d: LeaderTerm = (%d, %d), want (%d, %d) as Status and leader %d", id, l, term, st.Leader, st.Term, lead)
+		}
+	}
+
+	to := c.others(lead)[0]
+	n := c.nodes[to]
+	changes := n.Changes()
+	_, before := n.LeaderTerm()
+	transferred := async(func() error { return c.nodes[lead].TransferLeadership(context.Background(), to) })
+	if err := c.await("leadership transfer", 10, transferred); err != nil {
+		t.Fatalf("TransferLeadership: %v", err)
+	}
+	c.waitFor("new leader known", 10, func() bool { l, _ := n.LeaderTerm(); return l == to })
+	select {
+	case <-changes:
+	default:
+		t.Error("Changes channel not closed after the leader changed")
+	}
+	if _, term := n.LeaderTerm(); term <= before {
+		t.Errorf("term after transfer = %d, want above %d", term, before)
+	}
+
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if l, term := n.LeaderTerm(); l != 0 || term == 0 {
+		t.Errorf("LeaderTerm after Close = (%d, %d), want no leader and the last term", l, term)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // Status is a point-in-time view of a node, published by the raft loop after
@@ -126,5 +127,68 @@ func (c *counters) snapshot() Metrics {
 		PendingProposals:  int(c.pendingProposals.Load()),
 		SnapshotBytesHeld: int(c.snapshotBytesHeld.Load()),
 		PendingReads:      int(c.pendingReads.Load()),
+	}
+}
+
+// leadTerm is what Node.LeaderTerm reports: one immutable value per leader
+// or term change, so that readers need a single atomic load.
+type leadTerm struct{ leader, term uint64 }
+
+// publish stores a fresh Status if anything changed and wakes Changes
+// subscribers on leader, term, role or membership changes.
+func (l *loop) publish() {
+	bs := l.rn.BasicStatus()
+	st := &Status{
+		ID:             l.id,
+		Leader:         bs.Lead,
+		Term:           bs.GetTerm(),
+		State:          bs.RaftState,
+		IsLeader:       bs.RaftState == raft.StateLeader,
+		LeadTransferee: bs.LeadTransferee,
+		CommitIndex:    bs.GetCommit(),
+		AppliedIndex:   l.applied,
+		SnapshotIndex:  l.snapIndex,
+		Voters:         l.voters,
+		Learners:       l.learners,
+		VotersOutgoing: l.votersOutgoing,
+		Removed:        l.removed,
+	}
+	st.ConfChangePending = len(l.votersOutgoing) > 0 || len(l.confQueue) > 0 ||
+		st.IsLeader && l.confFence > l.applied
+	if p := l.lastPub; p != nil && !l.ticked && p.Leader == st.Leader && p.Term == st.Term &&
+		p.State == st.State && p.LeadTransferee == st.LeadTransferee && p.CommitIndex == st.CommitIndex &&
+		p.AppliedIndex == st.AppliedIndex && p.SnapshotIndex == st.SnapshotIndex && p.Removed == st.Removed &&
+		p.ConfChangePending == st.ConfChangePending &&
+		l.notifyKey.memberVer == l.memberVer {
+		return
+	}
+	ticked := l.ticked
+	l.ticked = false
+	if p := l.lastPub; st.IsLeader && p != nil && p.IsLeader && !ticked && p.Term == st.Term &&
+		l.notifyKey.memberVer == l.memberVer {
+		// Follower progress is refreshed on ticks and role or membership
+		// changes, not on every turn.
+		st.Progress = p.Progress
+	} else if st.IsLeader {
+		st.Progress = make(map[uint64]Progress, len(l.voters)+len(l.learners))
+		l.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+			st.Progress[id] = Progress{
+				Match:        pr.Match,
+				Next:         pr.Next,
+				State:        pr.State.String(),
+				RecentActive: pr.RecentActive,
+				IsLearner:    pr.IsLearner,
+			}
+		})
+	}
+	l.lastPub = st
+	l.n.status.Store(st)
+	key := changeKey{lead: st.Leader, term: st.Term, memberVer: l.memberVer, state: st.State, removed: st.Removed}
+	if lt := l.n.leadTerm.Load(); lt == nil || lt.leader != st.Leader || lt.term != st.Term {
+		l.n.leadTerm.Store(&leadTerm{leader: st.Leader, term: st.Term})
+	}
+	if key != l.notifyKey {
+		l.notifyKey = key
+		l.n.notifyChanges(false)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // transferRequest is one TransferLeadership call.
@@ -77,4 +78,23 @@ func (l *loop) retryTransfers() bool {
 		}
 	}
 	return false
+}
+
+// transferTarget picks, among recently active voters not in exclude and not
+// reported unreachable since last heard from, the one with the highest
+// match index.
+func (l *loop) transferTarget(exclude map[uint64]bool) uint64 {
+	var best, bestMatch uint64
+	l.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if id == l.id || typ != raft.ProgressTypePeer || !pr.RecentActive || exclude[id] {
+			return
+		}
+		if l.unreached[id] > l.heard[id] {
+			return
+		}
+		if best == 0 || pr.Match > bestMatch || (pr.Match == bestMatch && id < best) {
+			best, bestMatch = id, pr.Match
+		}
+	})
+	return best
 }
