@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshkv/meshkv/internal/forward"
 	"github.com/meshkv/meshkv/internal/ids"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/meshtransport"
@@ -83,6 +82,16 @@ func (c clusterView) RaftStatus() kvapi.RaftStatus {
 	}
 }
 
+// LeaderTerm reads the leader and term the raft member publishes: atomic
+// loads only, as kvapi reads them for every response header.
+func (c clusterView) LeaderTerm() (leader, term uint64) {
+	rn := c.n.raft.Load()
+	if rn == nil {
+		return 0, 0
+	}
+	return rn.LeaderTerm()
+}
+
 // Members lists the raft members (voters, then learners, each by id) with the
 // names and client URLs they gossip, and their mesh address as the peer URL
 // (see peerURL). A member not currently seen on the mesh is listed with its
@@ -149,16 +158,16 @@ var _ kvapi.MembershipChanger = clusterView{}
 func (c clusterView) RemoveMember(ctx context.Context, id uint64) error {
 	rn := c.n.raft.Load()
 	if rn == nil {
-		return rpctypes.ErrGRPCNoLeader
+		return errNotMember
 	}
 	st := rn.Status()
 	switch {
 	case !slices.Contains(st.Voters, id) && !slices.Contains(st.Learners, id):
-		return rpctypes.ErrGRPCMemberNotFound
+		return fmt.Errorf("%w: %x", kvapi.ErrMemberNotFound, id)
 	case len(st.Voters) == 1 && st.Voters[0] == id:
-		return rpctypes.ErrGRPCMemberNotEnoughStarted
+		return fmt.Errorf("%w: %x is the only voter", kvapi.ErrTooFewVoters, id)
 	case !st.IsLeader:
-		return c.forward(ctx, st.Leader, func(cli *clientv3.Client) error {
+		return c.forward(st.Leader, func(cli *clientv3.Client) error {
 			_, err := cli.MemberRemove(ctx, id)
 			return err
 		})
@@ -171,21 +180,21 @@ func (c clusterView) RemoveMember(ctx context.Context, id uint64) error {
 func (c clusterView) PromoteMember(ctx context.Context, id uint64) error {
 	rn := c.n.raft.Load()
 	if rn == nil {
-		return rpctypes.ErrGRPCNoLeader
+		return errNotMember
 	}
 	st := rn.Status()
 	switch {
 	case slices.Contains(st.Voters, id):
-		return rpctypes.ErrGRPCMemberNotLearner
+		return fmt.Errorf("%w: %x is a voter", kvapi.ErrMemberNotLearner, id)
 	case !slices.Contains(st.Learners, id):
-		return rpctypes.ErrGRPCMemberNotFound
+		return fmt.Errorf("%w: %x", kvapi.ErrMemberNotFound, id)
 	case !st.IsLeader:
-		return c.forward(ctx, st.Leader, func(cli *clientv3.Client) error {
+		return c.forward(st.Leader, func(cli *clientv3.Client) error {
 			_, err := cli.MemberPromote(ctx, id)
 			return err
 		})
 	case !learnerReady(st, id):
-		return rpctypes.ErrGRPCLearnerNotReady
+		return fmt.Errorf("%w: %x", kvapi.ErrLearnerNotReady, id)
 	}
 	return membershipError(rn.Promote(ctx, id))
 }
@@ -200,41 +209,39 @@ func learnerReady(st raftadapter.Status, id uint64) bool {
 	return ok && pr.RecentActive && pr.Match > 0 && pr.Match*10 >= lead.Match*9
 }
 
-// forward runs call against the leader through its advertised client URL.
-func (c clusterView) forward(ctx context.Context, leader uint64, call func(*clientv3.Client) error) error {
+// forward runs call against the leader through its advertised client URL,
+// on the node's cached client for that leader. The leader's errors come back
+// as the gRPC errors it sent.
+func (c clusterView) forward(leader uint64, call func(*clientv3.Client) error) error {
 	if leader == 0 || c.n.members == nil {
-		return rpctypes.ErrGRPCNoLeader
+		return fmt.Errorf("%w: leader unknown", kvapi.ErrNoLeader)
 	}
 	meta, ok := c.n.members.Peers()[ids.MemberID(leader)]
 	if !ok || len(meta.ClientURLs) == 0 {
-		return rpctypes.ErrGRPCNotLeader // the leader serves no TCP clients: ask it in process
+		// The leader serves no TCP clients: the caller must ask it in
+		// process.
+		return fmt.Errorf("%w: leader %x serves no client URL to forward to", kvapi.ErrNotLeader, leader)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   meta.ClientURLs,
-		DialTimeout: 5 * time.Second,
-		Context:     ctx,
-		Logger:      zapDiscard(),
-	})
+	cli, err := c.n.leaderClients.Client(leader, meta.ClientURLs)
 	if err != nil {
-		return rpctypes.ErrGRPCNotLeader
+		return fmt.Errorf("%w: %w", kvapi.ErrNotLeader, err)
 	}
-	defer cli.Close()
-	return call(cli)
+	return forward.StatusError(call(cli))
 }
 
-// membershipError maps raftadapter's membership errors to etcd's.
+// membershipError maps raftadapter's membership errors to kvapi's.
 func membershipError(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, raftadapter.ErrUnknownMember):
-		return rpctypes.ErrGRPCMemberNotFound
+		return fmt.Errorf("%w: %w", kvapi.ErrMemberNotFound, err)
 	case errors.Is(err, raftadapter.ErrMemberExists):
-		return rpctypes.ErrGRPCMemberExist
+		return fmt.Errorf("%w: %w", kvapi.ErrMemberExists, err)
 	case errors.Is(err, raftadapter.ErrNotLeader):
-		return rpctypes.ErrGRPCNotLeader
+		return fmt.Errorf("%w: %w", kvapi.ErrNotLeader, err)
 	case errors.Is(err, raftadapter.ErrInvalidConfChange):
-		return rpctypes.ErrGRPCMemberNotEnoughStarted
+		return fmt.Errorf("%w: %w", kvapi.ErrTooFewVoters, err)
 	}
 	return raftError(err)
 }
@@ -246,17 +253,14 @@ var _ kvapi.LeaderMover = clusterView{}
 func (c clusterView) MoveLeader(ctx context.Context, to uint64) error {
 	rn := c.n.raft.Load()
 	if rn == nil {
-		return rpctypes.ErrGRPCNoLeader
+		return errNotMember
 	}
 	st := rn.Status()
 	switch {
 	case !st.IsLeader:
-		return rpctypes.ErrGRPCNotLeader
+		return fmt.Errorf("%w: move-leader goes to the leader", kvapi.ErrNotLeader)
 	case !slices.Contains(st.Voters, to):
-		return rpctypes.ErrGRPCBadLeaderTransferee
+		return fmt.Errorf("%w: %x", kvapi.ErrBadLeaderTransferee, to)
 	}
-	if err := rn.TransferLeadership(ctx, to); err != nil {
-		return raftError(err)
-	}
-	return nil
+	return raftError(rn.TransferLeadership(ctx, to))
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshkv/meshkv"
@@ -259,8 +260,8 @@ func TestMeshLeaderFailoverAndTransfer(t *testing.T) {
 	l := tc.leader()
 	// etcdctl move-leader: only the leader accepts it.
 	to := (l + 1) % 3
-	if _, err := tc.nodes[to].Client().MoveLeader(ctxTimeout(t, 5*time.Second), tc.nodes[l].ID()); err == nil {
-		t.Fatal("a follower accepted move-leader")
+	if _, err := tc.nodes[to].Client().MoveLeader(ctxTimeout(t, 5*time.Second), tc.nodes[l].ID()); !errors.Is(err, rpctypes.ErrNotLeader) {
+		t.Fatalf("move-leader sent to a follower: %v, want %v", err, rpctypes.ErrNotLeader)
 	}
 	if _, err := tc.nodes[l].Client().MoveLeader(ctxTimeout(t, 5*time.Second), tc.nodes[to].ID()); err != nil {
 		t.Fatalf("move-leader: %v", err)

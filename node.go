@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/meshkv/meshkv/internal/forward"
 	"github.com/meshkv/meshkv/internal/membership"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/kvapi/auth"
@@ -66,7 +67,9 @@ type Node struct {
 	listeners  []net.Listener
 	clientURLs []string // advertised
 	client     *clientv3.Client
-	srv        serving // HTTP, metrics, health and the gateway (serve.go)
+	// leaderClients forwards operator requests to the leader (adapters.go).
+	leaderClients forward.Clients
+	srv           serving // HTTP, metrics, health and the gateway (serve.go)
 
 	// ctx is canceled by Close: it stops the node's own goroutines and bounds
 	// the work they do.
@@ -358,6 +361,7 @@ func (n *Node) Close() error {
 		if n.client != nil {
 			_ = n.client.Close()
 		}
+		n.leaderClients.Close()
 		n.stopServing()
 		if n.inproc != nil {
 			_ = n.inproc.Close()

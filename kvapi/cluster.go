@@ -17,7 +17,9 @@ type clusterServer struct {
 }
 
 // MembershipChanger is implemented by a Cluster that lets operators remove
-// and promote members. Its errors are etcd's gRPC errors.
+// and promote members. It returns this package's sentinel errors
+// (ErrMemberNotFound and the like, wrapped as it likes) or gRPC status
+// errors, which reach the client unchanged.
 type MembershipChanger interface {
 	RemoveMember(ctx context.Context, id uint64) error
 	PromoteMember(ctx context.Context, id uint64) error

@@ -157,6 +157,6 @@ var errCompactedGRPC = togRPCError(context.Background(), mvcc.ErrCompacted)
 
 // isLeader reports whether this member currently leads.
 func (s *Server) isLeader() bool {
-	st := s.cluster.RaftStatus()
-	return st.Leader != 0 && st.Leader == s.cluster.MemberID()
+	leader, _ := s.cluster.LeaderTerm()
+	return leader != 0 && leader == s.cluster.MemberID()
 }

@@ -133,3 +133,5 @@ type followerCluster struct{ fixedCluster }
 func (followerCluster) RaftStatus() RaftStatus {
 	return RaftStatus{Leader: 0x99, Term: 2}
 }
+
+func (followerCluster) LeaderTerm() (uint64, uint64) { return 0x99, 2 }

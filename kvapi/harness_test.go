@@ -45,8 +45,9 @@ func (fixedCluster) MemberID() uint64  { return 0x31 }
 func (fixedCluster) RaftStatus() RaftStatus {
 	return RaftStatus{Leader: 0x31, Term: 2, CommitIndex: 1, AppliedIndex: 1}
 }
-func (fixedCluster) Members() []*pb.Member { return []*pb.Member{{ID: 0x31, Name: "test"}} }
-func (fixedCluster) Errors() []string      { return nil }
+func (fixedCluster) LeaderTerm() (uint64, uint64) { return 0x31, 2 }
+func (fixedCluster) Members() []*pb.Member        { return []*pb.Member{{ID: 0x31, Name: "test"}} }
+func (fixedCluster) Errors() []string             { return nil }
 
 // testServer is the services over a local replicator, reachable by gRPC in
 // memory.

@@ -213,8 +213,8 @@ func (l *lessor) remaining(id int64) (left time.Duration, ttl int64, ok bool) {
 
 // isLeader reports whether this member leads the raft group.
 func (l *lessor) isLeader() bool {
-	st := l.s.cluster.RaftStatus()
-	return st.Leader != 0 && st.Leader == l.s.cluster.MemberID()
+	leader, _ := l.s.cluster.LeaderTerm()
+	return leader != 0 && leader == l.s.cluster.MemberID()
 }
 
 // run is the lessor loop: it sleeps until the nearest deadline (plus the

@@ -34,6 +34,11 @@ func (c *switchCluster) RaftStatus() RaftStatus {
 	return st
 }
 
+func (c *switchCluster) LeaderTerm() (uint64, uint64) {
+	st := c.RaftStatus()
+	return st.Leader, st.Term
+}
+
 // leaseTestServer is newTestServer with the lessor fed by the state machine,
 // a switchable cluster, and Server.Run running.
 type leaseTestServer struct {

@@ -101,7 +101,7 @@ func (s maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb
 }
 
 // LeaderMover is implemented by a Cluster that can hand leadership to another
-// voter. Its errors are etcd's gRPC errors.
+// voter. Its errors are as MembershipChanger's.
 type LeaderMover interface {
 	MoveLeader(ctx context.Context, to uint64) error
 }

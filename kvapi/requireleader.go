@@ -36,7 +36,10 @@ func wantsLeader(ctx context.Context) bool {
 	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
 }
 
-func (s *Server) hasLeader() bool { return s.cluster.RaftStatus().Leader != 0 }
+func (s *Server) hasLeader() bool {
+	leader, _ := s.cluster.LeaderTerm()
+	return leader != 0
+}
 
 func (s *Server) unaryRequireLeader(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !s.hasLeader() && wantsLeader(ctx) {

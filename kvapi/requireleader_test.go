@@ -24,6 +24,11 @@ func (c *leaderlessCluster) RaftStatus() RaftStatus {
 	return c.fixedCluster.RaftStatus()
 }
 
+func (c *leaderlessCluster) LeaderTerm() (uint64, uint64) {
+	st := c.RaftStatus()
+	return st.Leader, st.Term
+}
+
 func TestRequireLeader(t *testing.T) {
 	cluster := &leaderlessCluster{}
 	ts := newTestServerWith(t, Config{LeaderLossTimeout: 300 * time.Millisecond}, cluster)

@@ -46,6 +46,10 @@ type Cluster interface {
 	ClusterID() uint64
 	MemberID() uint64
 	RaftStatus() RaftStatus
+	// LeaderTerm returns the leader this member knows (0 if none) and the
+	// current term. Every response header reads it, so it must be cheap: an
+	// atomic load, never a call into the raft loop.
+	LeaderTerm() (leader, term uint64)
 	Members() []*pb.Member
 	// Errors lists conditions an operator must see (Status.errors), such as
 	// another cluster of the same name on the mesh.
@@ -254,11 +258,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 
 // header returns a response header for revision rev.
 func (s *Server) header(rev int64) *pb.ResponseHeader {
+	_, term := s.cluster.LeaderTerm()
 	return &pb.ResponseHeader{
 		ClusterId: s.cluster.ClusterID(),
 		MemberId:  s.cluster.MemberID(),
 		Revision:  rev,
-		RaftTerm:  s.cluster.RaftStatus().Term,
+		RaftTerm:  term,
 	}
 }
 
@@ -341,8 +346,31 @@ func (s *Server) readBarrier(ctx context.Context) error {
 	return nil
 }
 
-// storeErrors maps the store's sentinel errors to etcd's gRPC errors.
-var storeErrors = []struct {
+// Errors a Replicator returns (or wraps) so that clients get etcd's error for
+// the condition.
+var (
+	ErrNoLeader      = errors.New("no leader")
+	ErrTimeout       = errors.New("request timed out")
+	ErrLeaderChanged = errors.New("leader changed")
+	ErrStopped       = errors.New("server stopped")
+)
+
+// Errors a MembershipChanger or LeaderMover returns (or wraps) so that
+// clients get etcd's error for the condition.
+var (
+	ErrMemberNotFound      = errors.New("member not found")
+	ErrMemberExists        = errors.New("member already exists")
+	ErrMemberNotLearner    = errors.New("member is not a learner")
+	ErrLearnerNotReady     = errors.New("learner has not caught up with the leader")
+	ErrNotLeader           = errors.New("not the leader")
+	ErrTooFewVoters        = errors.New("change would leave too few voters")
+	ErrBadLeaderTransferee = errors.New("target of a leadership transfer is not a voter")
+)
+
+// grpcErrors maps the sentinel errors of the store, the replicator and the
+// membership calls to etcd's gRPC errors. It is the one such table: callers
+// of the Cluster interfaces return these sentinels, wrapped as they like.
+var grpcErrors = []struct {
 	err  error
 	grpc error
 }{
@@ -358,19 +386,22 @@ var storeErrors = []struct {
 	{mvcc.ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
 	{mvcc.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{ErrStopped, rpctypes.ErrGRPCStopped},
+	{ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{ErrMemberExists, rpctypes.ErrGRPCMemberExist},
+	{ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
+	{ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
+	{ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{ErrTooFewVoters, rpctypes.ErrGRPCMemberNotEnoughStarted},
+	{ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 }
 
-// Errors a Replicator returns (or wraps) so that clients get etcd's error for
-// the condition.
-var (
-	ErrNoLeader      = errors.New("no leader")
-	ErrTimeout       = errors.New("request timed out")
-	ErrLeaderChanged = errors.New("leader changed")
-	ErrStopped       = errors.New("server stopped")
-)
-
-// togRPCError turns an error from the store or the replicator into etcd's
-// gRPC error.
+// togRPCError turns an error from the store, the replicator or a membership
+// call into etcd's gRPC error. A gRPC status error (one a leader returned to
+// a forwarded call, say) passes through.
 func togRPCError(ctx context.Context, err error) error {
 	var se interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &se) {
@@ -379,20 +410,12 @@ func togRPCError(ctx context.Context, err error) error {
 	if g, ok := auth.GRPCError(err); ok {
 		return g
 	}
-	for _, m := range storeErrors {
+	for _, m := range grpcErrors {
 		if errors.Is(err, m.err) {
 			return m.grpc
 		}
 	}
 	switch {
-	case errors.Is(err, ErrNoLeader):
-		return rpctypes.ErrGRPCNoLeader
-	case errors.Is(err, ErrLeaderChanged):
-		return rpctypes.ErrGRPCLeaderChanged
-	case errors.Is(err, ErrStopped):
-		return rpctypes.ErrGRPCStopped
-	case errors.Is(err, ErrTimeout):
-		return rpctypes.ErrGRPCTimeout
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	case errors.Is(err, context.DeadlineExceeded):
