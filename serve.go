@@ -20,6 +20,7 @@ import (
 	"github.com/meshkv/meshkv/internal/gateway"
 	"github.com/meshkv/meshkv/internal/health"
 	"github.com/meshkv/meshkv/internal/listen"
+	"github.com/meshkv/meshkv/internal/meshmetrics"
 	"github.com/meshkv/meshkv/internal/metrics"
 	"github.com/meshkv/meshkv/kvapi"
 )
@@ -68,9 +69,9 @@ func (n *Node) startServing() error {
 		return fmt.Errorf("meshkv: %w", err)
 	}
 	if n.mesh != nil {
-		ms := newMeshStats(n.mesh)
+		ms := meshmetrics.New(n.mesh)
 		s.metrics.SetMesh(ms)
-		n.wg.Go(func() { ms.run(n.ctx) })
+		n.wg.Go(func() { ms.Run(n.ctx) })
 	}
 	s.health, err = health.New(health.Config{
 		Server:       healthView{n},
