@@ -74,9 +74,13 @@ func TestAuthMeshReplicatedAndSnapshotted(t *testing.T) {
 		}
 		defer conn.Close()
 		tctx := metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, auth.Token)
-		if _, err := pb.NewKVClient(conn).Put(tctx, &pb.PutRequest{Key: []byte("app/from-token"), Value: []byte("x")}); err != nil {
-			t.Fatalf("member 0's token on member %d: %v", i, err)
-		}
+		// The token is replicated: member i knows it once it applied the
+		// Authenticate entry, which may be a moment after member 0 did.
+		var perr error
+		waitFor(t, 10*time.Second, fmt.Sprintf("member 0's token on member %d", i), func() bool {
+			_, perr = pb.NewKVClient(conn).Put(tctx, &pb.PutRequest{Key: []byte("app/from-token"), Value: []byte("x")})
+			return perr == nil
+		})
 		_, err = pb.NewKVClient(conn).Put(tctx, &pb.PutRequest{Key: []byte("other"), Value: []byte("x")})
 		if rpctypes.ErrorDesc(err) != rpctypes.ErrPermissionDenied.Error() {
 			t.Fatalf("member %d lets alice write outside her prefix: %v", i, err)
