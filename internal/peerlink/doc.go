@@ -42,8 +42,10 @@
 // Every link pings every PingInterval; any record received counts as proof
 // of life, and pongs give a round-trip estimate. After a silence longer than
 // the link's threshold the link is declared dead and closed at once (no
-// waiting for TCP), its datagrams handed back, and every target where that
-// peer was seen is redialled at once and then every RedialInterval. Each
+// waiting for TCP) with a reset, which reaches the peer at once when only
+// our direction is cut (a FIN would wait behind unacknowledged data); its
+// datagrams are handed back, and every target where that peer was seen is
+// redialled at once and then every RedialInterval. Each
 // attempt is a fresh connection (TCP connect bounded by 2*RedialInterval,
 // the whole attempt by DialTimeout, at most three in flight per target), so
 // while a path is silently dead a new SYN goes out about every
@@ -55,9 +57,11 @@
 // to 1.5 times the largest recent gap between arrivals plus the round trip
 // (so a peer whose records come late under load is given that slack; the
 // remembered gap halves every 30s), and by a penalty that doubles each time
-// a link to the peer is declared dead within 10s of coming up or a new link
-// comes up within 2s of a dead verdict (the verdict was likely wrong; the
-// penalty halves every 30s). So a starved machine does not flap several
+// a link to the peer is declared dead within 2s of coming up or a new link
+// comes up within 2s of a dead verdict, ours or the peer's (which we see as
+// a lost connection): the verdict was likely wrong. The penalty halves
+// every 30s, and a link that replaces a duplicate keeps the replaced link's
+// history. So a starved machine does not flap several
 // times a second. Two guards keep our own slowness from looking like the
 // path's: a clock tick that comes late (our process was not scheduled)
 // gives no verdict, and a verdict is withheld while the kernel holds

@@ -88,8 +88,11 @@ func TestSilentCutSynctest(t *testing.T) {
 			for name, r := range map[string]*recorder{"a": a.rec, "b": b.rec} {
 				d := r.lastAt("down").Sub(cut)
 				t.Logf("round %d: %s declared dead %v after the cut", round, name, d)
-				if round == 0 && (d < 200*time.Millisecond || d > 300*time.Millisecond) {
-					t.Errorf("%s: dead after %v, want 200..300ms", name, d)
+				// The silence starts at the last record before the cut, at
+				// most a ping interval earlier.
+				lo, hi := DefaultDeadAfter-DefaultPingInterval, DefaultDeadAfter+DefaultPingInterval
+				if round == 0 && (d < lo || d > hi) {
+					t.Errorf("%s: dead after %v, want %v..%v", name, d, lo, hi)
 				}
 				if d > DefaultDeadAfterMax+100*time.Millisecond {
 					t.Errorf("%s: dead after %v, more than DeadAfterMax", name, d)
@@ -147,11 +150,11 @@ func TestShortCutsRaiseThresholdSynctest(t *testing.T) {
 		// Data sent across a sub-threshold cut arrives (TCP holds it).
 		mn.setCut(true)
 		a.Send(b.PublicKey(), []byte("held"))
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(DefaultDeadAfter / 2)
 		mn.setCut(false)
 		sleepUntil(t, time.Second, "datagram after the cut", func() bool { return b.rec.count("dg") == 1 })
 		if n := a.rec.count("down"); n != downs {
-			t.Fatalf("a 200ms cut took the link down")
+			t.Fatalf("a %v cut took the link down", DefaultDeadAfter/2)
 		}
 	})
 }

@@ -152,9 +152,39 @@ func (l *link) close(reason error, code closeCode, text string) {
 	}
 	l.mu.Unlock()
 	if code == 0 {
-		_ = l.conn.Close()
+		if errors.Is(reason, ErrDead) {
+			abortConn(l.conn)
+		} else {
+			_ = l.conn.Close()
+		}
 	}
 	l.wake()
+}
+
+// history returns what the link's liveness knows about the peer, faded to
+// now, for a link that replaces it.
+func (l *link) history(now time.Time) peerHistory {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.live == nil {
+		return peerHistory{}
+	}
+	h := l.live.hist
+	h.decay(now)
+	return h
+}
+
+// abortConn closes c with a reset instead of a FIN. Used when the path is
+// declared dead: if only our direction of the path is broken (a one-way
+// cut), what we sent is unacknowledged, the kernel's congestion window has
+// collapsed and a FIN would wait behind the retransmissions, so the peer
+// would only notice by its own silence threshold. A reset leaves at once
+// and ends the connection on the peer's side as soon as it arrives.
+func abortConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 // send queues a datagram; see Node.Send.
@@ -525,7 +555,14 @@ func (l *link) run() {
 	l.sq = nil
 	streams := l.streams
 	l.streams = map[uint64]*Stream{}
-	hist := l.live.down(time.Now(), errors.Is(reason, ErrDead))
+	end := endOther
+	switch {
+	case errors.Is(reason, ErrDead):
+		end = endDead
+	case errors.Is(reason, ErrConnLost):
+		end = endLost
+	}
+	hist := l.live.down(time.Now(), end)
 	l.mu.Unlock()
 	for _, s := range streams {
 		s.fail(reason)

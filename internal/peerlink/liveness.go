@@ -17,11 +17,17 @@ const (
 	// penaltyHalfLife is how fast the flap penalty fades.
 	penaltyHalfLife = 30 * time.Second
 	// flapWindow: a link declared dead less than this after it came up
-	// doubles the peer's penalty.
-	flapWindow = 10 * time.Second
+	// doubles the peer's penalty. It is short on purpose: a link that
+	// carried traffic for seconds and then went silent was cut, and a cut
+	// that follows another one a few seconds later (a fault moving around
+	// the network) must be detected as fast as the first; links that
+	// really flap die well within it, and quickReturn catches verdicts
+	// that the peer's quick return proves wrong.
+	flapWindow = 2 * time.Second
 	// quickReturn: a link that comes up less than this after a dead
-	// verdict on the peer's previous link doubles the penalty too: the
-	// verdict was probably wrong (a stalled peer, not a dead path).
+	// verdict on the peer's previous link (ours, or the peer's, which we
+	// see as a lost connection) doubles the penalty too: the verdict was
+	// probably wrong (a stalled peer, not a dead path).
 	quickReturn = 2 * time.Second
 	// starvedTicks: a tick that comes this many tick intervals late means
 	// our own process was not scheduled; it gives no verdict, because our
@@ -42,7 +48,7 @@ type peerHistory struct {
 	penalty float64       // multiplies deadMin; 1 means no penalty
 	gapHigh time.Duration // decaying maximum gap between arrivals
 	at      time.Time     // when penalty and gapHigh were last updated
-	deadAt  time.Time     // when the last link was declared dead; zero if it was not
+	deadAt  time.Time     // when the last link was declared dead or lost; zero if it was not
 }
 
 // raise doubles the penalty, up to the one that makes deadMin deadMax.
@@ -171,16 +177,41 @@ func (l *liveness) tick(now time.Time) tickResult {
 	return r
 }
 
-// down returns the peer's history after the link ended at now; deadVerdict
-// says whether it ended because it was declared dead.
-func (l *liveness) down(now time.Time, deadVerdict bool) peerHistory {
+// linkEnd is how a link ended, as far as liveness cares.
+type linkEnd uint8
+
+const (
+	// endOther: closed on purpose (shutdown, a duplicate, the peer's
+	// CLOSE record).
+	endOther linkEnd = iota
+	// endLost: the connection broke under us without a word from the
+	// peer: a reset or a bare FIN, most often the peer's own dead verdict.
+	endLost
+	// endDead: our own dead verdict.
+	endDead
+)
+
+// down returns the peer's history after the link ended at now.
+//
+// A link that ends by our dead verdict within flapWindow of coming up
+// raises the penalty. A link that ends by our verdict or by a lost
+// connection marks the time, so that a new link coming up within
+// quickReturn raises it too: the verdict, ours or the peer's, was
+// probably wrong. Counting the peer's verdicts (we see them as a reset)
+// keeps both ends equally patient after a false verdict; otherwise the
+// end that did not declare it stays at DeadAfter and declares the next
+// one.
+func (l *liveness) down(now time.Time, end linkEnd) peerHistory {
 	h := l.hist
 	h.decay(now)
-	if deadVerdict {
+	switch end {
+	case endDead:
 		h.deadAt = now
 		if now.Sub(l.upAt) < flapWindow {
 			h.raise(l.p)
 		}
+	case endLost:
+		h.deadAt = now
 	}
 	return h
 }

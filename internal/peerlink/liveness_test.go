@@ -152,7 +152,7 @@ func TestLivenessFlapPenalty(t *testing.T) {
 		now = now.Add(quickReturn + time.Second)
 		l := newLiveness(testLive, h, now)
 		now = now.Add(time.Second)
-		h = l.down(now, true)
+		h = l.down(now, endDead)
 		if h.penalty < want*0.85 || h.penalty > want {
 			t.Fatalf("after flap %d: penalty %.2f, want about %v", i+1, h.penalty, want)
 		}
@@ -167,7 +167,7 @@ func TestLivenessFlapPenalty(t *testing.T) {
 	}
 	// Capped at DeadAfterMax/DeadAfter.
 	for range 5 {
-		h = newLiveness(testLive, h, now).down(now.Add(time.Second), true)
+		h = newLiveness(testLive, h, now).down(now.Add(time.Second), endDead)
 	}
 	if max := float64(testLive.deadMax) / float64(testLive.deadMin); h.penalty > max {
 		t.Fatalf("penalty %.2f above the cap %.0f", h.penalty, max)
@@ -176,8 +176,8 @@ func TestLivenessFlapPenalty(t *testing.T) {
 	h.penalty = 3
 	h.deadAt = time.Time{}
 	before := h.penalty
-	h2 := newLiveness(testLive, h, now).down(now.Add(flapWindow+time.Second), true)
-	h3 := newLiveness(testLive, h, now).down(now.Add(time.Second), false)
+	h2 := newLiveness(testLive, h, now).down(now.Add(flapWindow+time.Second), endDead)
+	h3 := newLiveness(testLive, h, now).down(now.Add(time.Second), endOther)
 	if h2.penalty > before || h3.penalty > before {
 		t.Fatalf("penalty grew: %.2f, %.2f from %.2f", h2.penalty, h3.penalty, before)
 	}
@@ -239,7 +239,7 @@ func simulate(seed uint64, dur time.Duration, stallP, ourStallP float64, stallMa
 				res.cutVerdict = now - cutAt
 				return res
 			}
-			hist = l.down(t0.Add(now), true)
+			hist = l.down(t0.Add(now), endDead)
 			now = max(now+100*time.Millisecond, nextArrival)
 			l = newLiveness(p, hist, t0.Add(now))
 			seen = now
@@ -404,5 +404,96 @@ func TestDialPlan(t *testing.T) {
 	d.result("new:1", at(ms(1)), dialSelf, key, true)
 	if got := d.due(at(time.Hour), linked); len(got) != 0 {
 		t.Fatalf("self dialled again: %v", got)
+	}
+}
+
+// TestLivenessMovingCuts: cuts that move around the network (each link cut
+// for seconds, healed, then cut again a few seconds later) are real cuts,
+// not flapping: every one must be detected after DeadAfter, however many
+// came before. Links that die within flapWindow of coming up still raise
+// the penalty.
+func TestLivenessMovingCuts(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		lived      time.Duration // how long each link carried traffic before its cut
+		down       time.Duration // how long each cut lasted (redials failing)
+		cuts       int
+		wantLastMS [2]int // range of the threshold of the link that meets the last cut
+	}{
+		{"moving cut: up 3s, down 10s", 3 * time.Second, 10 * time.Second, 4, [2]int{250, 250}},
+		{"cut soon after start: up 2.5s, down 8s", 2500 * time.Millisecond, 8 * time.Second, 3, [2]int{250, 250}},
+		{"long-lived links", 30 * time.Second, 8 * time.Second, 3, [2]int{250, 250}},
+		// Flapping: up 0.5s, down 0.6s. Each verdict doubles the penalty
+		// (dead within flapWindow, and back within quickReturn), fading
+		// little in between: the threshold reaches DeadAfterMax.
+		{"flapping link", 500 * time.Millisecond, 600 * time.Millisecond, 4, [2]int{1500, 2000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := peerHistory{}
+			now := t0
+			var l *liveness
+			for i := range tc.cuts {
+				l = newLiveness(testLive, h, now)
+				// Traffic every ping interval while the link lives.
+				end := now.Add(tc.lived)
+				for ; now.Before(end); now = now.Add(testLive.tick) {
+					l.received(now)
+					if r := l.tick(now); r.dead {
+						t.Fatalf("cut %d: dead verdict on a healthy link at %v", i, now.Sub(t0))
+					}
+				}
+				if i == tc.cuts-1 {
+					break
+				}
+				// The cut: silence until the verdict.
+				cutAt := now
+				for ; ; now = now.Add(testLive.tick) {
+					if r := l.tick(now); r.dead {
+						break
+					}
+					if now.Sub(cutAt) > testLive.deadMax+time.Second {
+						t.Fatalf("cut %d: no verdict", i)
+					}
+				}
+				h = l.down(now, endDead)
+				now = now.Add(tc.down)
+			}
+			if got := l.threshold(); got < ms(tc.wantLastMS[0]) || got > ms(tc.wantLastMS[1]) {
+				t.Fatalf("threshold at the last cut %v, want %v..%v (penalty %.2f)", got, ms(tc.wantLastMS[0]), ms(tc.wantLastMS[1]), l.hist.penalty)
+			}
+		})
+	}
+}
+
+// TestLivenessQuickReturnAfterLoss: a link that ends under us (the peer's
+// verdict reaches us as a reset) and comes back at once raises the penalty
+// as our own wrong verdict would; a clean close, or a return after
+// quickReturn, does not.
+func TestLivenessQuickReturnAfterLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		end         linkEnd
+		back        time.Duration // from the end to the next link
+		wantPenalty float64
+	}{
+		{"lost, back at once", endLost, 40 * time.Millisecond, 2},
+		{"our verdict, back at once", endDead, 40 * time.Millisecond, 2},
+		{"lost, back after the cut", endLost, quickReturn + time.Second, 1},
+		{"clean close, back at once", endOther, 40 * time.Millisecond, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			l := newLiveness(testLive, peerHistory{}, now)
+			// A long-lived link: its end raises nothing by itself.
+			for end := now.Add(time.Minute); now.Before(end); now = now.Add(testLive.tick) {
+				l.received(now)
+				l.tick(now)
+			}
+			h := l.down(now, tc.end)
+			next := newLiveness(testLive, h, now.Add(tc.back))
+			if p := next.hist.penalty; p < tc.wantPenalty*0.95 || p > tc.wantPenalty*1.05 {
+				t.Fatalf("penalty %.2f, want about %v", p, tc.wantPenalty)
+			}
+		})
 	}
 }

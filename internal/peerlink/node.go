@@ -484,7 +484,15 @@ func (n *Node) startLink(l *link) {
 	l.prev = cur
 	l.since = now
 	l.lastRecv.Store(n.clock())
-	l.live = newLiveness(n.live, n.history[l.peer], now)
+	hist := n.history[l.peer]
+	if cur != nil {
+		// A duplicate replaces a live link (after a dead verdict both ends
+		// redial at once, and several attempts may be in flight): it takes
+		// over what that link learnt, its penalty above all, so that the
+		// churn does not reset the hysteresis.
+		hist = cur.history(now)
+	}
+	l.live = newLiveness(n.live, hist, now)
 	delete(n.history, l.peer)
 	n.links[l.peer] = l
 	if l.info.AdvertiseAddr != "" {

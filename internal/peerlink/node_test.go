@@ -167,3 +167,58 @@ func TestPublicKeyString(t *testing.T) {
 		t.Fatal("less is not a strict order")
 	}
 }
+
+// TestDuplicateInheritsHistory: a duplicate link that replaces a live one
+// keeps what that link learnt about the peer (the flap penalty above all);
+// otherwise the redial churn after a wrong dead verdict would reset the
+// hysteresis and let the next verdict come as fast as the first.
+func TestDuplicateInheritsHistory(t *testing.T) {
+	a, b := newTestNode(t, patient), newTestNode(t, patient)
+	connect(t, a, b)
+	// The node with the smaller key wins duplicate resolution for the
+	// links it dials; the nonce decides between two of them.
+	small, large := a, b
+	if b.PublicKey().less(a.PublicKey()) {
+		small, large = b, a
+	}
+	setPenalty := func() {
+		l := small.currentLink(large.PublicKey())
+		l.mu.Lock()
+		l.live.hist.penalty = 4
+		l.mu.Unlock()
+	}
+	setPenalty()
+	for try := 0; ; try++ {
+		if try == 30 {
+			t.Fatal("no duplicate replaced the link in 30 attempts")
+		}
+		before := small.currentLink(large.PublicKey())
+		ups := small.rec.count("up")
+		done := make(chan struct{})
+		// dial runs a link it registers until the link is down.
+		go func() { defer close(done); small.dial(large.Addr()) }()
+		var after *link
+		waitFor(t, 5*time.Second, "the attempt to end", func() bool {
+			select {
+			case <-done:
+				return true // refused: the existing link ranked first
+			default:
+			}
+			if small.rec.count("up") > ups {
+				after = small.currentLink(large.PublicKey())
+				return after != nil && after != before
+			}
+			return false
+		})
+		if after == nil {
+			continue
+		}
+		after.mu.Lock()
+		p := after.live.hist.penalty
+		after.mu.Unlock()
+		if p < 3.9 {
+			t.Fatalf("replacing link has penalty %.2f, want the replaced link's 4", p)
+		}
+		return
+	}
+}

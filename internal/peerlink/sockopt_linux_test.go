@@ -3,7 +3,10 @@
 package peerlink
 
 import (
+	"fmt"
 	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,5 +45,32 @@ func TestSocketOptions(t *testing.T) {
 		if want := max(DefaultDeadAfterMax, DefaultWriteTimeout); got != want {
 			t.Errorf("TCP_USER_TIMEOUT %v, want %v", got, want)
 		}
+	}
+}
+
+// TestDeadVerdictResets: a link declared dead is closed with a reset, so
+// that the peer learns at once when only our direction of the path is cut;
+// other closes stay orderly.
+func TestDeadVerdictResets(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		reason    error
+		wantReset bool
+	}{
+		{"dead verdict", fmt.Errorf("%w: silent for more than 200ms", ErrDead), true},
+		{"connection lost", fmt.Errorf("%w: read: EOF", ErrConnLost), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newTestNode(t, patient), newTestNode(t, patient)
+			connect(t, a, b)
+			l := a.currentLink(b.PublicKey())
+			l.close(tc.reason, 0, "")
+			waitFor(t, 5*time.Second, "the peer's link down", func() bool { return len(b.rec.ofKind("down")) > 0 })
+			// The reader's error is kept as text in the reason.
+			reason := b.rec.ofKind("down")[0].reason
+			if got := strings.Contains(reason.Error(), syscall.ECONNRESET.Error()); got != tc.wantReset {
+				t.Fatalf("peer's link ended with %v; reset %v, want %v", reason, got, tc.wantReset)
+			}
+		})
 	}
 }
