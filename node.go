@@ -14,11 +14,13 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/meshkv/meshkv/internal/backup"
+	"github.com/meshkv/meshkv/internal/clusterview"
 	"github.com/meshkv/meshkv/internal/forward"
 	"github.com/meshkv/meshkv/internal/membership"
+	"github.com/meshkv/meshkv/internal/serve"
 	"github.com/meshkv/meshkv/kvapi"
 	"github.com/meshkv/meshkv/kvapi/auth"
 	"github.com/meshkv/meshkv/kvapi/mvcc"
@@ -63,13 +65,13 @@ type Node struct {
 	membersDone chan struct{}
 
 	inproc     *bufconn.Listener
-	grpcServer *grpc.Server // serves the in-memory listener and every TCP listener
 	listeners  []net.Listener
 	clientURLs []string // advertised
 	client     *clientv3.Client
 	// leaderClients forwards operator requests to the leader (adapters.go).
 	leaderClients forward.Clients
-	srv           serving // HTTP, metrics, health and the gateway (serve.go)
+	view          *clusterview.View // kvapi's view of the cluster (adapters.go)
+	srv           *serve.Server     // the client port (serve.go); nil until it started
 
 	// ctx is canceled by Close: it stops the node's own goroutines and bounds
 	// the work they do.
@@ -109,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.ident, n.id = ident, uint64(ident.RaftID())
 	}
 	n.log = cfg.Logger.With("member", fmt.Sprintf("%x", n.id))
-	store, authSnap, err := loadInitialStore(cfg, n.log)
+	store, authSnap, err := backup.LoadInitial(cfg.InitialSnapshot, n.log)
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +142,14 @@ func (n *Node) start() error {
 	// Listeners first, so that a taken port fails Start before anything runs.
 	var served []string
 	var err error
-	if n.listeners, served, err = openClientListeners(n.cfg.ListenClientURLs); err != nil {
+	if n.listeners, served, err = serve.OpenClientListeners(n.cfg.ListenClientURLs); err != nil {
 		return err
 	}
 	n.clientURLs = n.cfg.AdvertiseClientURLs
 	if len(n.clientURLs) == 0 {
 		n.clientURLs = served
 	}
+	n.view = n.newClusterView()
 	ac, err := kvapi.ParseAutoCompaction(n.cfg.AutoCompactionMode, n.cfg.AutoCompactionRetention)
 	if err != nil {
 		return err
@@ -163,7 +166,7 @@ func (n *Node) start() error {
 		Logger:            n.cfg.Logger,
 
 		WatchProgressNotifyInterval: n.cfg.WatchProgressNotifyInterval,
-	}, n.store, replicator{n}, clusterView{n})
+	}, n.store, clusterview.NewReplicator(n.raftMember), n.view)
 	if err != nil {
 		return err
 	}
@@ -181,7 +184,7 @@ func (n *Node) start() error {
 	}
 
 	n.inproc = bufconn.Listen(1 << 20)
-	n.client, err = n.newInprocClient()
+	n.client, err = serve.InprocClient(n.inproc)
 	if err != nil {
 		return fmt.Errorf("meshkv: in-memory client: %w", err)
 	}
@@ -247,14 +250,6 @@ func (n *Node) startRaftWith(s raftStart, tr raftadapter.Transport) error {
 	return nil
 }
 
-func (n *Node) serve(l net.Listener) {
-	n.wg.Go(func() {
-		if err := n.grpcServer.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			n.log.Error("gRPC server stopped", "addr", l.Addr().String(), "err", err)
-		}
-	})
-}
-
 // waitReady polls until the member is in a cluster and knows its leader.
 func (n *Node) waitReady(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
@@ -307,23 +302,6 @@ func (n *Node) MeshAddr() string {
 // authentication. A token sent with a request (a client of the in-memory
 // connection configured with a user) takes precedence, as for any client.
 func (n *Node) Client() *clientv3.Client { return n.client }
-
-// newInprocClient returns a client that reaches the gRPC server over the
-// in-memory listener.
-func (n *Node) newInprocClient() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
-		// The endpoint is a name only: the dialer below ignores it.
-		Endpoints:   []string{"inproc.meshkv.local:0"},
-		DialTimeout: 5 * time.Second,
-		Logger:      zapDiscard(),
-		DialOptions: []grpc.DialOption{
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-				return n.inproc.DialContext(ctx)
-			}),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(kvapi.Codec)),
-		},
-	})
-}
 
 // Done is closed when the node stops serving on its own, before Close: when
 // the cluster removed it or its raft member failed (Err then says why). A process embedding a node

@@ -3,7 +3,6 @@ package meshkv
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 
 	"github.com/meshkv/meshkv/internal/listen"
@@ -47,32 +46,4 @@ func (c Config) authConfig() auth.Config {
 		BcryptCost:     c.BcryptCost,
 		Logger:         c.Logger,
 	}
-}
-
-// openClientListeners opens the listeners of ListenClientURLs (one per
-// address: http:// and https:// on one address share it, as in etcd) and
-// returns them with the client URLs they serve.
-func openClientListeners(urls []string) ([]net.Listener, []string, error) {
-	parsed := make([]listen.URL, 0, len(urls))
-	for _, s := range urls {
-		u, err := listen.ParseURL(s)
-		if err != nil {
-			return nil, nil, err
-		}
-		parsed = append(parsed, u)
-	}
-	var ls []net.Listener
-	var served []string
-	for _, spec := range listen.Group(parsed) {
-		l, err := listen.Listen(spec)
-		if err != nil {
-			for _, l := range ls {
-				_ = l.Close()
-			}
-			return nil, nil, fmt.Errorf("meshkv: listen on %s %s: %w", spec.Network, spec.Addr, err)
-		}
-		ls = append(ls, l)
-		served = append(served, spec.URLs(l.Addr())...)
-	}
-	return ls, served, nil
 }

@@ -1,7 +1,8 @@
 // Package backup converts between meshkv's store and etcd v3 snapshot files:
 // it writes a store capture in etcd's backend layout (through
 // internal/etcdsnap), and builds a new store from such a file, whether
-// meshkv or etcd wrote it.
+// meshkv or etcd wrote it (LoadInitial: the store and auth state a node
+// founds its cluster from).
 //
 // Writing streams from the capture: the file is never held in memory. A
 // store capture is immutable, so the two passes etcdsnap makes over it see
