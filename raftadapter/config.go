@@ -75,7 +75,14 @@ type Config struct {
 	// stay out of the follower's log before the follower proposes it again
 	// (same envelope; every member applies only the first copy). raft never
 	// retransmits a forwarded proposal, so this is what recovers one whose
-	// message was lost. Must not be negative. Default ElectionTicks.
+	// message was lost, for example with a link that died under it. Must not
+	// be negative. Default three heartbeats (300 ms with meshkv's 100 ms
+	// ticks), at most ElectionTicks: long enough that a proposal committed
+	// normally (milliseconds, tens under load) is rarely sent twice, short
+	// enough that one lost with a link costs about the time the transport
+	// needs to find another path rather than an election timeout. A copy
+	// sent while the original was only slow is harmless: every member
+	// applies the first of the two.
 	ReproposeTicks int
 
 	// SnapshotCount is the number of applied entries after which the node
@@ -177,7 +184,7 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("ReproposeTicks %d is negative", c.ReproposeTicks)
 	}
 	if c.ReproposeTicks == 0 {
-		c.ReproposeTicks = c.ElectionTicks
+		c.ReproposeTicks = min(3*c.HeartbeatTicks, c.ElectionTicks)
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = DefaultSnapshotCount

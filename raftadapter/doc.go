@@ -28,12 +28,11 @@
 //   - raft forwards a follower's proposal once and never retransmits it. A
 //     follower therefore proposes again, in one bounded batch, every pending
 //     proposal of the current term that has not reached its own log within
-//     Config.ReproposeTicks (default: an election timeout), as long as it
+//     Config.ReproposeTicks (default: three heartbeats), as long as it
 //     follows a known leader. The copy is the same envelope byte for byte.
 //     A leader never re-proposes: what raft accepted is in its log. So a
 //     proposal whose message was lost while the cluster stays in one term
-//     succeeds about one election timeout later instead of at the caller's
-//     deadline.
+//     succeeds a few heartbeats later instead of at the caller's deadline.
 //   - Every proposal is applied at most once. When the original was only
 //     slow, the log holds two copies; all members apply the first and skip
 //     the others (Metrics.DuplicatesSkipped), deciding from the log alone:

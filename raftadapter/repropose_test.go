@@ -16,7 +16,7 @@ import (
 	"github.com/meshkv/meshkv/raftadapter/raftadaptertest"
 )
 
-const electionTicks = 10 // newCluster's ElectionTicks, and so the default ReproposeTicks
+const electionTicks = 10 // newCluster's ElectionTicks, a bound on the default ReproposeTicks
 
 // interceptProps applies act to the first n proposals node from forwards,
 // and lets everything else through.
