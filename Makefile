@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: help build dist run test test-unit test-mesh test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short chaos-baseline clean
+.PHONY: help build dist run test test-unit test-mesh fuzz-short test-etcd lint bench bench-tool bench-compare soak proto chaos chaos-short chaos-baseline clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,7 +24,7 @@ dist: ## static release binaries for linux and darwin (amd64, arm64) in dist/, w
 run: ## run a single node on 127.0.0.1:2379, ready for etcdctl
 	$(GO) run ./cmd/meshkv
 
-test: lint test-unit test-mesh test-etcd chaos-short ## everything CI runs
+test: lint test-unit test-mesh fuzz-short test-etcd chaos-short ## everything CI runs
 
 lint: ## gofmt and go vet, all three modules
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,6 +42,9 @@ test-mesh: ## tests over real mesh routers, without -race (mesh itself has data 
 test-etcd: ## differential and etcdctl tests against real etcd (nested module tests/), and etcd 3.6 clients against meshkv (tests/client36)
 	cd tests && $(GO) test -count=1 ./...
 	cd tests/client36 && $(GO) test -count=1 ./...
+
+fuzz-short: ## every fuzz target of the main module for a few seconds (FUZZTIME=3s), beyond the seed corpora
+	scripts/fuzz-short.sh
 
 bench: ## Go benchmarks of the store, raft and a node
 	$(GO) test -run='^$$' -bench=. -skip='Soak|SnapshotTransfer' -benchmem -benchtime=1s ./kvapi/mvcc/ ./raftadapter/ .
