@@ -3,8 +3,11 @@
 // These tests run real mesh routers on loopback. Mesh itself has data races
 // (inside github.com/weaveworks/mesh: connection.established and
 // Peer.NickName), so they are left out of -race runs; `make test-mesh` runs
-// them without the race detector. Everything that can run over an in-memory
-// transport is tested with -race in raftadapter and meshtransport.
+// them without the race detector. They keep what needs the real mesh: its
+// wiring into a node, relaying and routing, cuts of real connections and
+// peer authentication. Node, lock, snapshot and membership behaviour is
+// tested on the in-memory network with -race (testcluster_test.go, and
+// the _mem_ tests inside the package).
 
 package meshkv_test
 
@@ -12,196 +15,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshkv/meshkv"
 	"github.com/meshkv/meshkv/internal/netproxy"
 )
-
-// Fast raft timing for tests.
-const (
-	testTick     = 50 * time.Millisecond
-	testElection = 500 * time.Millisecond
-)
-
-// testCluster is n in-process nodes whose mesh links each pass through a
-// proxy, so a test can cut any link.
-type testCluster struct {
-	t       *testing.T
-	name    string // cluster name
-	nodes   []*meshkv.Node
-	proxies map[[2]int]*netproxy.Proxy // link i<j: i dials j through it
-	killed  map[int]bool
-}
-
-// link describes which pairs are connected; nil means all pairs.
-type topology func(i, j int) bool
-
-func fullMesh(i, j int) bool { return true }
-
-// line connects only neighbours: 0–1–2–...
-func line(i, j int) bool { return j == i+1 }
-
-// startCluster starts n nodes with initial cluster size size, linked as top
-// says, in random order with small random delays.
-func startCluster(t *testing.T, n, size int, top topology, mut func(i int, c *meshkv.Config)) *testCluster {
-	t.Helper()
-	// A cluster name of its own keeps this cluster apart from the mesh
-	// routers of earlier tests, which outlive their nodes in this process.
-	name := fmt.Sprintf("test-%x", rand.Uint64())
-	tc := &testCluster{t: t, name: name, nodes: make([]*meshkv.Node, n), proxies: map[[2]int]*netproxy.Proxy{}}
-	// Hold the mesh ports while the proxies take theirs, so that no proxy
-	// lands on a node's port.
-	addrs := make([]string, n)
-	held := make([]net.Listener, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held[i], addrs[i] = l, l.Addr().String()
-	}
-	peers := make([][]string, n)
-	for i := range n {
-		for j := i + 1; j < n; j++ {
-			if !top(i, j) {
-				continue
-			}
-			p, err := netproxy.New("127.0.0.1:0", addrs[j])
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Close() })
-			tc.proxies[[2]int{i, j}] = p
-			peers[i] = append(peers[i], p.Addr())
-		}
-	}
-	for _, l := range held {
-		l.Close()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for _, i := range rand.Perm(n) {
-		time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond) // random start order and spacing
-		wg.Go(func() {
-			cfg := meshkv.Config{
-				Name:                 fmt.Sprintf("n%d", i),
-				ClusterName:          name,
-				MeshListen:           addrs[i],
-				Peers:                peers[i],
-				DisablePeerDiscovery: true,
-				InitialClusterSize:   size,
-				TickInterval:         testTick,
-				ElectionTimeout:      testElection,
-				Logger:               testLogger(t, fmt.Sprintf("n%d", i)),
-			}
-			if mut != nil {
-				mut(i, &cfg)
-			}
-			tc.nodes[i], errs[i] = meshkv.Start(ctx, cfg)
-		})
-	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for _, nd := range tc.nodes {
-			if nd != nil {
-				nd.Close()
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return tc
-}
-
-// cut cuts the link between i and j.
-func (tc *testCluster) cut(i, j int, mode netproxy.Mode) {
-	tc.t.Helper()
-	p := tc.proxies[[2]int{min(i, j), max(i, j)}]
-	if p == nil {
-		tc.t.Fatalf("no link %d–%d", i, j)
-	}
-	if err := p.Cut(mode); err != nil {
-		tc.t.Fatal(err)
-	}
-}
-
-func (tc *testCluster) heal(i, j int) {
-	tc.t.Helper()
-	if err := tc.proxies[[2]int{min(i, j), max(i, j)}].Heal(); err != nil {
-		tc.t.Fatal(err)
-	}
-}
-
-// leader returns the index of the node that leads, waiting for one.
-func (tc *testCluster) leader(except ...int) int {
-	tc.t.Helper()
-	var idx int
-	waitFor(tc.t, 20*time.Second, "a leader", func() bool {
-		for i, nd := range tc.nodes {
-			if slices.Contains(except, i) {
-				continue
-			}
-			st, err := nd.Client().Status(ctxTimeout(tc.t, time.Second), "x")
-			if err == nil && st.Leader == nd.ID() {
-				idx = i
-				return true
-			}
-		}
-		return false
-	})
-	return idx
-}
-
-// ctxTimeout returns a context that ends after d or with the test.
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func put(cli *clientv3.Client, key, val string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	_, err := cli.Put(ctx, key, val)
-	return err
-}
-
-func getValue(cli *clientv3.Client, key string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		return "", err
-	}
-	if len(resp.Kvs) == 0 {
-		return "", nil
-	}
-	return string(resp.Kvs[0].Value), nil
-}
 
 func TestMeshClusterServesFromEveryMember(t *testing.T) {
 	for _, n := range []int{3, 5} {
@@ -382,65 +205,6 @@ func measureUnavailability(t *testing.T, tc *testCluster, via []int, d time.Dura
 	mu.Lock()
 	defer mu.Unlock()
 	return max(longest, time.Since(last))
-}
-
-// An isolated leader steps down; the majority elects a new one; requests
-// pending on the old leader fail instead of succeeding stale.
-func TestMeshLeaderIsolation(t *testing.T) {
-	tc := startCluster(t, 3, 3, fullMesh, nil)
-	l := tc.leader()
-	for j := range 3 {
-		if j != l {
-			tc.cut(l, j, netproxy.Blackhole)
-		}
-	}
-	nl := tc.leader(l)
-	if err := put(tc.nodes[nl].Client(), "isolated", "new", 5*time.Second); err != nil {
-		t.Fatalf("majority cannot write: %v", err)
-	}
-	if err := put(tc.nodes[l].Client(), "isolated", "stale", 2*time.Second); err == nil {
-		t.Fatal("the isolated old leader acknowledged a write")
-	}
-	if v, err := getValue(tc.nodes[l].Client(), "isolated", 2*time.Second); err == nil {
-		t.Fatalf("the isolated old leader served a linearizable read: %q", v)
-	}
-	waitFor(t, 10*time.Second, "the isolated leader to step down", func() bool {
-		st, err := tc.nodes[l].Client().Status(ctxTimeout(t, time.Second), "x")
-		return err == nil && st.Leader != tc.nodes[l].ID()
-	})
-	for j := range 3 {
-		if j != l {
-			tc.heal(l, j)
-		}
-	}
-	waitFor(t, 20*time.Second, "the old leader to catch up", func() bool {
-		v, err := getValue(tc.nodes[l].Client(), "isolated", time.Second)
-		return err == nil && v == "new"
-	})
-}
-
-// Five nodes with an initial cluster size of three, started in random order
-// with random delays, always form exactly one cluster that all five belong to.
-func TestMeshBootstrapExactlyOneCluster(t *testing.T) {
-	reps := 20
-	if testing.Short() {
-		reps = 3
-	}
-	for r := range reps {
-		t.Run(fmt.Sprint(r), func(t *testing.T) {
-			tc := startCluster(t, 5, 3, fullMesh, nil)
-			cid := tc.nodes[0].ClusterID()
-			for i, nd := range tc.nodes {
-				if nd.ClusterID() != cid {
-					t.Fatalf("node %d is in cluster %x, node 0 in %x", i, nd.ClusterID(), cid)
-				}
-			}
-			waitFor(t, 20*time.Second, "all five to be members", func() bool {
-				ml, err := tc.nodes[0].Client().MemberList(ctxTimeout(t, time.Second))
-				return err == nil && len(ml.Members) == 5
-			})
-		})
-	}
 }
 
 func TestMeshWrongPasswordNeverJoins(t *testing.T) {

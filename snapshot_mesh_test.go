@@ -491,41 +491,6 @@ func TestSnapshotCutFollowerCatchesUp(t *testing.T) {
 	checkSameHash(t, tc.nodes)
 }
 
-// TestSnapshotStatsStandalone checks Node.Stats on a node without a mesh:
-// snapshots are taken every SnapshotCount entries and the log above the
-// newest one stays shorter than that.
-func TestSnapshotStatsStandalone(t *testing.T) {
-	nd := startNode(t, meshkv.Config{SnapshotCount: 10})
-	for i := range 55 {
-		if err := put(nd.Client(), "k", strconv.Itoa(i), 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, 10*time.Second, "five snapshots", func() bool { return nd.Stats().SnapshotsTaken >= 5 })
-	s := nd.Stats()
-	if s.Leader != nd.ID() || s.Term == 0 {
-		t.Errorf("leader %x term %d, want itself and a term", s.Leader, s.Term)
-	}
-	if s.Revision != 56 || s.CompactRevision != 0 {
-		t.Errorf("revision %d compact %d, want 56 and 0", s.Revision, s.CompactRevision)
-	}
-	if s.SnapshotIndex == 0 || s.SnapshotIndex > s.AppliedIndex || s.LogEntries != s.CommitIndex-s.SnapshotIndex {
-		t.Errorf("inconsistent indexes: %+v", s)
-	}
-	if s.LogEntries >= 2*10 {
-		t.Errorf("%d entries above the snapshot, want fewer than 2×SnapshotCount", s.LogEntries)
-	}
-	if s.SnapshotsRestored != 0 || s.Mesh != (meshkv.MeshStats{}) {
-		t.Errorf("a standalone node restored snapshots or has mesh counters: %+v", s)
-	}
-	if _, err := nd.Client().Compact(ctxTimeout(t, 5*time.Second), 30); err != nil {
-		t.Fatal(err)
-	}
-	if got := nd.Stats().CompactRevision; got != 30 {
-		t.Errorf("compact revision %d after Compact(30)", got)
-	}
-}
-
 // envInt reads a positive integer from the environment, or returns def.
 func envInt(tb testing.TB, name string, def int) int {
 	tb.Helper()

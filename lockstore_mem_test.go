@@ -1,7 +1,3 @@
-//go:build !race
-
-// Real mesh routers: see mesh_test.go for why these tests skip -race.
-//
 // These tests hold a 3-node cluster to the lock store's multi-node promises:
 // lease expiry timing (never early, never much late) through keepalives from
 // any member, across leader changes and under leadership churn; mutual
@@ -9,6 +5,7 @@
 // members, including holders that die; watchers that see every committed
 // event once and in order through a leader crash, and that cannot slow writes
 // by not reading; and, after each scenario, equal HashKV on every live member.
+// They run on the in-memory network (startMemCluster), under -race.
 
 package meshkv_test
 
@@ -39,11 +36,11 @@ import (
 // killed node cannot leave, and the default would make every cleanup wait 5 s.
 const lsLeaveTimeout = 300 * time.Millisecond
 
-// startLockStore starts a 3-node cluster with the fast test timing. With tcp,
+// startLockStore starts a 3-node cluster on the in-memory network. With tcp,
 // every node also serves clients on a free loopback port.
-func startLockStore(t *testing.T, tcp bool) *testCluster {
+func startLockStore(t *testing.T, seed uint64, tcp bool) *testCluster {
 	t.Helper()
-	return startCluster(t, 3, 3, fullMesh, func(i int, c *meshkv.Config) {
+	return startMemCluster(t, seed, 3, 3, func(i int, c *meshkv.Config) {
 		c.LeaveTimeout = lsLeaveTimeout
 		if tcp {
 			c.ListenClientURLs = []string{"http://127.0.0.1:0"}
@@ -205,13 +202,13 @@ func grantWithKey(t *testing.T, cli *clientv3.Client, key string, ttl int64) (cl
 	return g.ID, p.Header.Revision, granted
 }
 
-// TestLockStoreLeases: lease expiry is on time (never before the TTL has
+// TestClusterLeases: lease expiry is on time (never before the TTL has
 // passed since the last keepalive acknowledgement, at most an election
 // timeout after it) through keepalives sent to any member; expiry still
 // happens while leadership moves every second; keepalives sent through a
 // follower keep a lease alive across a leader transfer and a leader crash.
-func TestLockStoreLeases(t *testing.T) {
-	tc := startLockStore(t, false)
+func TestClusterLeases(t *testing.T) {
+	tc := startLockStore(t, 101, false)
 
 	t.Run("ExpiryAfterLastKeepalive", func(t *testing.T) {
 		l := tc.liveLeader()
@@ -543,11 +540,11 @@ func counterValue(t *testing.T, cli *clientv3.Client, key string) int {
 	return n
 }
 
-// TestLockStoreLocks: etcd's lock recipe (concurrency.Mutex) and Node.Lock
+// TestClusterLocks: etcd's lock recipe (concurrency.Mutex) and Node.Lock
 // across the three members give mutual exclusion and strictly increasing
 // fencing tokens, and a holder that dies loses the lock after its TTL.
-func TestLockStoreLocks(t *testing.T) {
-	tc := startLockStore(t, false)
+func TestClusterLocks(t *testing.T) {
+	tc := startLockStore(t, 102, false)
 
 	t.Run("MutexCounter16Sessions", func(t *testing.T) {
 		const (
@@ -790,8 +787,8 @@ func TestLockStoreLocks(t *testing.T) {
 // TestLockStoreWatch: a watcher from revision 1 sees every committed event
 // exactly once and in order while the leader crashes and its client fails
 // over, and a watcher that stops reading does not hold up writes.
-func TestLockStoreWatch(t *testing.T) {
-	tc := startLockStore(t, true)
+func TestClusterWatch(t *testing.T) {
+	tc := startLockStore(t, 103, true)
 
 	t.Run("StalledWatcherDoesNotBlockWrites", func(t *testing.T) {
 		// More event bytes (20 MiB) than gRPC's largest flow-control
@@ -1048,13 +1045,13 @@ func TestLockStoreWatch(t *testing.T) {
 	})
 }
 
-// TestLockStoreWatchRequireLeader: a watch opened with WithRequireLeader on a
+// TestClusterWatchRequireLeader: a watch opened with WithRequireLeader on a
 // member that loses contact with the rest of the cluster ends with etcd's
 // "no leader" error (etcd cancels such streams after about three election
 // timeouts without a leader), so the client resumes from its last revision
 // + 1 on another member and sees every event once.
-func TestLockStoreWatchRequireLeader(t *testing.T) {
-	tc := startLockStore(t, true)
+func TestClusterWatchRequireLeader(t *testing.T) {
+	tc := startLockStore(t, 104, true)
 	l := tc.liveLeader()
 	wcli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{tc.nodes[l].ClientAddrs()[0]},
