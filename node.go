@@ -68,9 +68,9 @@ type Node struct {
 	listeners  []net.Listener
 	clientURLs []string // advertised
 	client     *clientv3.Client
-	// leaderClients forwards operator requests to the leader (adapters.go).
+	// leaderClients forwards operator requests to the leader (internal/forward).
 	leaderClients forward.Clients
-	view          *clusterview.View // kvapi's view of the cluster (adapters.go)
+	view          *clusterview.View // kvapi's view of the cluster (internal/clusterview)
 	srv           *serve.Server     // the client port (serve.go); nil until it started
 
 	// ctx is canceled by Close: it stops the node's own goroutines and bounds
