@@ -106,7 +106,7 @@ func (t *Transport) checkFrame(p *peer, frame []byte) (header, []byte, bool) {
 
 // violation logs a protocol violation by p, at most once per 10s per peer.
 func (t *Transport) violation(p *peer, format string, args ...any) {
-	if ok, suppressed := t.violog.allow(p.id.String(), time.Now()); ok {
+	if ok, suppressed := t.violog.Allow(p.id.String(), time.Now()); ok {
 		t.log.Warn("dropping traffic that breaks the rules", "peer", p.id.String(), "name", p.name.String(),
 			"what", fmt.Sprintf(format, args...), "suppressed", suppressed)
 	}

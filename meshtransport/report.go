@@ -4,7 +4,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	"go.etcd.io/raft/v3"
 )
@@ -83,52 +82,4 @@ func (t *Transport) reportLoop() {
 			h.ReportUnreachable(id)
 		}
 	}
-}
-
-// logLimiter lets through one log line per key per interval and counts the
-// rest, so that a hostile or broken peer cannot flood the log.
-type logLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	keys     map[string]*logState
-}
-
-type logState struct {
-	last       time.Time
-	suppressed int
-}
-
-const maxLogKeys = 1024
-
-func newLogLimiter(interval time.Duration) *logLimiter {
-	return &logLimiter{interval: interval, keys: make(map[string]*logState)}
-}
-
-// allow reports whether to log for key now and how many lines were
-// suppressed for it since the last one.
-func (l *logLimiter) allow(key string, now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.keys[key]
-	if s == nil {
-		if len(l.keys) >= maxLogKeys {
-			for k, v := range l.keys {
-				if now.Sub(v.last) >= l.interval {
-					delete(l.keys, k)
-				}
-			}
-			if len(l.keys) >= maxLogKeys {
-				return false, 0
-			}
-		}
-		s = &logState{}
-		l.keys[key] = s
-	}
-	if !s.last.IsZero() && now.Sub(s.last) < l.interval {
-		s.suppressed++
-		return false, 0
-	}
-	n := s.suppressed
-	s.last, s.suppressed = now, 0
-	return true, n
 }

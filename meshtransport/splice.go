@@ -16,6 +16,7 @@ import (
 	"github.com/weaveworks/mesh"
 
 	"github.com/meshkv/meshkv/internal/peerlink"
+	"github.com/meshkv/meshkv/internal/ratelog"
 )
 
 // splice is one mesh connection carried over a link: a socket to our own
@@ -120,7 +121,7 @@ func orEOF(err error) error {
 type spliceVerifier struct {
 	refused atomic.Uint64
 	log     *slog.Logger
-	logs    *logLimiter
+	logs    *ratelog.Limiter
 	mu      sync.Mutex
 	allowed map[string]PeerName // splice socket address -> expected name
 }
@@ -128,13 +129,13 @@ type spliceVerifier struct {
 var _ mesh.Overlay = (*spliceVerifier)(nil)
 
 func newSpliceVerifier(log *slog.Logger) *spliceVerifier {
-	return &spliceVerifier{log: log, logs: newLogLimiter(10 * time.Second), allowed: make(map[string]PeerName)}
+	return &spliceVerifier{log: log, logs: ratelog.New(10 * time.Second), allowed: make(map[string]PeerName)}
 }
 
 // refuse counts and logs a refused connection (at most every 10s).
 func (v *spliceVerifier) refuse(p mesh.OverlayConnectionParams, err error) (mesh.OverlayConnection, error) {
 	v.refused.Add(1)
-	if ok, suppressed := v.logs.allow("refused", time.Now()); ok {
+	if ok, suppressed := v.logs.Allow("refused", time.Now()); ok {
 		attrs := []any{"err", err, "suppressed", suppressed}
 		if p.RemoteAddr != nil {
 			attrs = append(attrs, "remote", p.RemoteAddr.String())

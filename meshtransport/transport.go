@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshkv/meshkv/internal/ids"
 	"github.com/meshkv/meshkv/internal/peerlink"
+	"github.com/meshkv/meshkv/internal/ratelog"
 )
 
 // Handler is what the transport calls for inbound raft traffic and send
@@ -85,7 +86,7 @@ type Transport struct {
 	wg          sync.WaitGroup
 
 	nextTransfer atomic.Uint64
-	violog       *logLimiter
+	violog       *ratelog.Limiter
 
 	mu        sync.Mutex
 	started   bool
@@ -128,7 +129,7 @@ func New(cfg Config) (*Transport, error) {
 		gossipc:    make(chan struct{}, 1),
 		routec:     make(chan struct{}, 1),
 		stopc:      make(chan struct{}),
-		violog:     newLogLimiter(10 * time.Second),
+		violog:     ratelog.New(10 * time.Second),
 		peers:      make(map[peerlink.PublicKey]*peer),
 		foreign:    make(map[uint64]bool),
 	}

@@ -115,25 +115,6 @@ func TestAdmissionSourceTableBounded(t *testing.T) {
 	}
 }
 
-func TestLogLimiter(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	l := newLogLimiter(10 * time.Second)
-	if ok, _ := l.allow("a", t0); !ok {
-		t.Fatal("first line suppressed")
-	}
-	for range 5 {
-		if ok, _ := l.allow("a", t0.Add(time.Second)); ok {
-			t.Fatal("line within the interval allowed")
-		}
-	}
-	if ok, _ := l.allow("b", t0.Add(time.Second)); !ok {
-		t.Fatal("another key suppressed")
-	}
-	if ok, n := l.allow("a", t0.Add(11*time.Second)); !ok || n != 5 {
-		t.Fatalf("after the interval: %v, %d suppressed; want true, 5", ok, n)
-	}
-}
-
 // flood keeps conns connections from localIP to addr open and silent,
 // reconnecting as soon as the server drops one, until ctx ends.
 func flood(ctx context.Context, wg *sync.WaitGroup, localIP, addr string, conns int) {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/meshkv/meshkv/internal/ratelog"
 )
 
 // Node owns a listener, a set of dial targets and at most one live link per
@@ -23,7 +25,7 @@ type Node struct {
 	clientTLS *tls.Config
 	live      liveParams
 	adm       *admission
-	hsLog     *logLimiter // handshake failures, per source or target
+	hsLog     *ratelog.Limiter // handshake failures, per source or target
 	stats     counters
 	epoch     time.Time
 
@@ -73,7 +75,7 @@ func New(cfg Config) (*Node, error) {
 			tick:         max(cfg.PingInterval/2, time.Millisecond),
 		},
 		adm:       newAdmission(cfg.SourceHandshakes, cfg.SourceRate, cfg.SourceBurst, cfg.MaxHandshakes),
-		hsLog:     newLogLimiter(10 * time.Second),
+		hsLog:     ratelog.New(10 * time.Second),
 		advertise: cfg.AdvertiseAddr,
 		links:     make(map[PublicKey]*link),
 		history:   make(map[PublicKey]peerHistory),
@@ -333,7 +335,7 @@ func (n *Node) acceptLoop(ln net.Listener) {
 			why = "concurrent handshakes of all sources"
 		}
 		abort(c)
-		if ok, suppressed := n.hsLog.allow("limit "+src.String(), now); ok {
+		if ok, suppressed := n.hsLog.Allow("limit "+src.String(), now); ok {
 			n.log.Warn("peerlink: connection refused before authentication", "source", src.String(),
 				"limit", why, "suppressed", suppressed)
 		}
@@ -449,7 +451,7 @@ func (n *Node) handshakeFailed(key, remote string, e *handshakeError) {
 	if e.reason == failSelf || e.reason == failClosed {
 		level = slog.LevelDebug
 	}
-	ok, suppressed := n.hsLog.allow(key, time.Now())
+	ok, suppressed := n.hsLog.Allow(key, time.Now())
 	if !ok {
 		return
 	}
@@ -569,7 +571,7 @@ func (n *Node) clockLoop() {
 		if now.Sub(lastPrune) >= time.Second {
 			lastPrune = now
 			n.adm.prune(now)
-			n.hsLog.prune(now)
+			n.hsLog.Prune(now)
 			n.mu.Lock()
 			for k, h := range n.history {
 				h.decay(now)
