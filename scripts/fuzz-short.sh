@@ -12,6 +12,13 @@ while IFS=: read -r file name; do
 	pkg=./$(dirname "$file")
 	echo "fuzz $pkg $name ($FUZZTIME)"
 	if ! $GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/fuzz-short.$$ 2>&1; then
+		# Go's fuzzer can end a time-bounded run with "context deadline
+		# exceeded" when the time is up mid-input, without any failing
+		# input: that is the clock, not a finding.
+		if grep -q 'context deadline exceeded' /tmp/fuzz-short.$$ && ! grep -q 'Failing input written' /tmp/fuzz-short.$$; then
+			echo "  (ended by its deadline mid-input; no failing input)"
+			continue
+		fi
 		cat /tmp/fuzz-short.$$
 		status=1
 	fi
